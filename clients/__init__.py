@@ -1,0 +1,5 @@
+"""Typed gRPC clients for singleid's services."""
+
+from singleid.clients.customers import CustomersClient
+
+__all__ = ["CustomersClient"]

@@ -1,0 +1,77 @@
+"""What every typed client shares: the channel, deadlines, retries and error mapping."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_status import rpc_status as grpc_rpc_status
+
+from singleid import errors, rpc_status
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+DEFAULT_ATTEMPTS = 4
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_MAX_SECONDS = 1.0
+
+
+class BaseClient:
+    """Owns (or borrows) a channel; maps statuses back to ``singleid.errors`` classes.
+
+    Pass ``channel`` to share one (with your own credentials and interceptors), or
+    ``target`` to have the client open an insecure channel it closes itself.
+    """
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 attempts: int = DEFAULT_ATTEMPTS) -> None:
+        self._owns_channel = channel is None
+        self.channel = channel if channel is not None else grpc.insecure_channel(target)
+        self.timeout = timeout
+        self.attempts = attempts
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self.channel.close()
+
+    def __enter__(self) -> BaseClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., R], request: Any, *, idempotent: bool,
+              timeout: float | None = None) -> R:
+        """Call with a deadline; retry UNAVAILABLE with backoff when the call is idempotent."""
+        attempts = self.attempts if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return method(request, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+                if code is grpc.StatusCode.UNAVAILABLE and attempt < attempts:
+                    delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** attempt)
+                    time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                    continue
+                raise _error(exc) from None
+        raise AssertionError("unreachable")
+
+
+def new_idempotency_key() -> str:
+    """A fresh key, so a retried mutation applies once."""
+    return str(uuid.uuid4())
+
+
+def _error(exc: grpc.RpcError) -> errors.SingleIdError:
+    if not isinstance(exc, grpc.Call):
+        return errors.Internal(str(exc))
+    status = grpc_rpc_status.from_call(exc)
+    return rpc_status.from_status(exc.code(), exc.details() or "", status)

@@ -1,0 +1,3 @@
+from singleid.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""How domains plug into core without core importing them: entry points.
+
+- ``singleid.services``: add gRPC servicers to the server (``singleid.server``);
+- ``singleid.commands``: return click commands for ``singleid``;
+- ``singleid.models``: modules whose mappings join the shared metadata.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+
+def load_plugins(group: str) -> list[Any]:
+    """The domains' entry points in a group, loaded in name order."""
+    return [ep.load() for ep in sorted(entry_points(group=group), key=lambda ep: ep.name)]
+
+
+def load_models() -> None:
+    """Import every domain's models, so ``Base.metadata`` holds the whole schema."""
+    load_plugins("singleid.models")

@@ -1,0 +1,1 @@
+"""The gRPC server, its interceptor, health, reflection, metrics, the HTTP app and workers."""

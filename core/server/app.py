@@ -1,0 +1,120 @@
+"""One server process: gRPC (with health and reflection) and the HTTP app on one asyncio loop.
+
+Synchronous work (database calls) runs in the context's bounded thread pool,
+so the loop never blocks. SIGTERM and SIGINT stop it cleanly: health turns
+NOT_SERVING, new calls are refused, and in-flight calls get the grace period
+to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from singleid.plugins import load_plugins
+from singleid.server.context import AppContext, ServicePlugin
+from singleid.server.http import build_app
+from singleid.server.interceptors import ErrorMappingInterceptor
+from singleid.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.so_reuseport", 1),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+@dataclass(frozen=True)
+class Listening:
+    grpc_addr: str
+    http_addr: str
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the worker owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def build_grpc_server(context: AppContext
+                            ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=GRPC_OPTIONS)
+    names: list[str] = []
+    plugin: ServicePlugin
+    for plugin in load_plugins("singleid.services"):
+        names.extend(plugin(context, server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return server, health_servicer
+
+
+def reuseport_socket(addr: str) -> socket.socket:
+    """A bound TCP socket that several processes can share (SO_REUSEPORT)."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, int(port)))
+    return sock
+
+
+def bound_addr(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(settings: Settings, announce: bool = True) -> None:
+    """Run one server process until SIGTERM or SIGINT."""
+    context = AppContext.from_settings(settings)
+    server, health_servicer = await build_grpc_server(context)
+    grpc_port = server.add_insecure_port(settings.grpc_addr)
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
+    http_socket = reuseport_socket(settings.http_addr)
+    http = _HttpServer(uvicorn.Config(build_app(), log_config=None, access_log=False,
+                                      lifespan="off"))
+    await server.start()
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+    grpc_host = settings.grpc_addr.rpartition(":")[0]
+    where = Listening(f"{grpc_host}:{grpc_port}", bound_addr(http_socket))
+    if announce:
+        print(f"singleid listening: grpc={where.grpc_addr} http=http://{where.http_addr}",
+              flush=True)
+    log.info("serving", extra={"grpc_addr": where.grpc_addr, "http_addr": where.http_addr})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("stopping: finishing in-flight calls",
+             extra={"grace_seconds": settings.shutdown_grace_seconds})
+    await health_servicer.enter_graceful_shutdown()
+    http.should_exit = True
+    await server.stop(settings.shutdown_grace_seconds)
+    await http_task
+    http_socket.close()
+    await asyncio.get_running_loop().run_in_executor(None, context.close)
+    log.info("stopped")

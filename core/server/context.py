@@ -1,0 +1,52 @@
+"""What a domain's gRPC services and CLI commands are given to work with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import ParamSpec, Protocol, TypeVar
+
+import grpc
+
+from singleid.db import Database
+from singleid.keyring import Keyring, load_keyring
+from singleid.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    executor: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.executor = ThreadPoolExecutor(self.settings.blocking_threads,
+                                           thread_name_prefix="singleid-blocking")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        db = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
+        return cls(settings=settings, db=db, keyring=load_keyring(settings.keyring,
+                                                                  settings.data_dir))
+
+    async def run_blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run synchronous work (a database call) off the event loop, in the bounded pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.db.dispose()
+
+
+class ServicePlugin(Protocol):
+    """A domain's ``singleid.services`` entry point: add servicers, return their full names."""
+
+    def __call__(self, context: AppContext, server: grpc.aio.Server) -> list[str]: ...

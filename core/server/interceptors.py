@@ -1,0 +1,110 @@
+"""One interceptor for every gRPC method: error mapping, metrics and request logs.
+
+Services raise the ``singleid.errors`` tree; this maps it once to statuses with
+``google.rpc`` details. Anything else becomes INTERNAL with a generic message,
+and its traceback goes to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status as grpc_rpc_status
+
+from singleid import rpc_status
+from singleid.errors import SingleIdError
+from singleid.server import metrics
+
+log = logging.getLogger(__name__)
+
+Behavior = Callable[..., Any]
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(_OPEN_PREFIXES):
+            return handler
+        method = handler_call_details.method
+        common = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary), **common)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(method, handler.stream_unary), **common)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream), **common)
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(method, handler.stream_stream), **common)
+
+
+# Health checks and reflection are plumbing, not business calls.
+_OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def _wrap_unary(method: str, behavior: Behavior) -> Behavior:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            code, status = _classify(exc, method, context)
+            if status is not None:
+                await context.abort_with_status(grpc_rpc_status.to_status(status))
+            raise
+        finally:
+            metrics.observe(method, code, time.perf_counter() - started)
+
+    return call
+
+
+def _wrap_stream(method: str, behavior: Behavior) -> Behavior:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
+                   ) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as exc:
+            code, status = _classify(exc, method, context)
+            if status is not None:
+                await context.abort_with_status(grpc_rpc_status.to_status(status))
+            raise
+        finally:
+            metrics.observe(method, code, time.perf_counter() - started)
+
+    return call
+
+
+def _classify(exc: BaseException, method: str, context: grpc.aio.ServicerContext[Any, Any]
+              ) -> tuple[str, status_pb2.Status | None]:
+    """The status code's name for metrics, and the status to abort with (None: re-raise as is).
+
+    Cancellation and an abort already under way propagate untouched.
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED", None
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()
+        return (code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"), None
+    if isinstance(exc, SingleIdError):
+        metrics.error(method, exc.reason)
+        return rpc_status.status_code_of(exc).name, rpc_status.to_status(exc)
+    log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
+    metrics.error(method, "INTERNAL")
+    return "INTERNAL", rpc_status.internal_status()

@@ -1,0 +1,108 @@
+"""What the customer services take and return: plain dataclasses, no protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from singleid.idp.normalize import IdentifierKind
+
+T = TypeVar("T")
+
+
+class CustomerState(StrEnum):
+    ACTIVE = "active"
+    MERGED = "merged"
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    EXISTING_ACCOUNT = "existing_account"
+    ATTACHED_BY_VERIFIED_IDENTIFIER = "attached_by_verified_identifier"
+
+
+@dataclass(frozen=True)
+class IdentifierInput:
+    kind: IdentifierKind
+    value: str
+    verified: bool = False
+
+
+@dataclass(frozen=True)
+class IdentifierView:
+    kind: IdentifierKind
+    masked_value: str
+    verified: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProductAccountView:
+    product: str
+    account_id: str
+    customer_id: str
+    linked_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    customer_id: str
+    state: CustomerState
+    merged_into: str | None
+    display_name: str
+    product_accounts: list[ProductAccountView]
+    identifiers: list[IdentifierView]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Registration:
+    customer_id: str
+    created: bool
+    outcome: Outcome
+    match_candidate_recorded: bool = False
+
+
+@dataclass(frozen=True)
+class Resolution:
+    customer_id: str
+    resolved_from_alias: bool = False
+    alias_customer_id: str = ""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
+class MergeView:
+    merge_id: str
+    survivor_customer_id: str
+    merged_customer_id: str
+    reason: str
+    evidence: dict[str, str]
+    actor: str
+    merged_at: datetime
+    unmerged_at: datetime | None = None
+    unmerge_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProductView:
+    code: str
+    display_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One way to find a customer: exactly one of the three is set."""
+
+    customer_id: str = ""
+    product_account: tuple[str, str] | None = None
+    identifier: tuple[IdentifierKind, str] | None = field(default=None)
