@@ -7,6 +7,7 @@ are retried on UNAVAILABLE as safely as reads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeAlias
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -19,7 +20,7 @@ from singleid.clients.base import (
 )
 from singleid.v1 import admin_pb2, admin_pb2_grpc, customers_pb2, customers_pb2_grpc
 
-Kind = customers_pb2.IdentifierKind.ValueType
+Kind: TypeAlias = customers_pb2.IdentifierKind.ValueType
 
 
 def identifier(kind: Kind, value: str, *, verified: bool = False

@@ -59,7 +59,8 @@ class InvalidArgument(SingleIdError):
             self.violations.append(FieldViolation(field, message))
 
     @classmethod
-    def of(cls, violations: list[FieldViolation], reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    def of(cls, violations: list[FieldViolation],
+           reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
         """One error naming every bad field, so a caller fixes them all at once."""
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
         first = violations[0].field if violations else None

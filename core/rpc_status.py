@@ -95,4 +95,4 @@ def from_status(code: grpc.StatusCode, message: str, status: status_pb2.Status |
 
 
 def _pack(status: status_pb2.Status, detail: object) -> None:
-    status.details.add().Pack(detail)  # type: ignore[arg-type]
+    status.details.add().Pack(detail)

@@ -1,1 +1,1 @@
-"""Central customer IDs, product accounts, identifiers and merges (and, later, the OIDC provider)."""
+"""Central customer IDs, product accounts, identifiers and merges; later the OIDC provider."""

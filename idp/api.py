@@ -178,7 +178,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 # -- conversions ------------------------------------------------------------
 
 def _kind(code: int, field: str) -> IdentifierKind:
-    kind = _KINDS.get(code)  # type: ignore[call-overload]
+    kind: IdentifierKind | None = _KINDS.get(code)  # type: ignore[call-overload]
     if kind is None:
         raise InvalidArgument("must be a known IdentifierKind", field=field,
                               reason="UNKNOWN_IDENTIFIER_KIND")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from singleid import events, idempotency  # noqa: F401 - their tables join the metadata
 from singleid.db import Base, Database
@@ -25,7 +26,7 @@ def run() -> None:
     db.dispose()
 
 
-def _migrate(connection: object) -> None:
+def _migrate(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():

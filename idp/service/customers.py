@@ -377,7 +377,7 @@ class CustomerService:
         return [_Given(c, verified) for c, verified in merged.items()]
 
     def _fingerprint(self, given: _Given) -> list[str | bool]:
-        """An identifier as it enters an idempotency fingerprint: its blind index, never the value."""
+        """An identifier as an idempotency fingerprint sees it: blind index, never value."""
         return [given.canonical.kind.value,
                 records.blind_index(self._keyring, given.canonical).hex(), given.verified]
 

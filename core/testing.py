@@ -1,0 +1,79 @@
+"""Running real ``singleid serve`` processes from tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTENING = re.compile(r"singleid listening: grpc=(\S+) http=http://(\S+)")
+START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class ServerProcess:
+    """A ``singleid serve`` child process on free ports, with its output kept for asserts."""
+
+    data_dir: Path
+    database_url: str = ""
+    workers: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    grpc_addr: str = ""
+    http_addr: str = ""
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def start(self) -> ServerProcess:
+        env = {**os.environ, "SINGLEID_DATA_DIR": str(self.data_dir),
+               "SINGLEID_DATABASE_URL": self.database_url,
+               "SINGLEID_GRPC_ADDR": "127.0.0.1:0", "SINGLEID_HTTP_ADDR": "127.0.0.1:0",
+               **self.env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "singleid", "serve", "--workers", str(self.workers)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        listening = threading.Event()
+        threading.Thread(target=self._read_output, args=(listening,), daemon=True).start()
+        if not listening.wait(START_TIMEOUT_SECONDS):
+            self.kill()
+            raise RuntimeError("singleid serve did not start:\n" + "".join(self.output[-40:]))
+        if self.workers > 1:
+            self.wait_for_workers()
+        return self
+
+    def _read_output(self, listening: threading.Event) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if match := _LISTENING.search(line):
+                self.grpc_addr, self.http_addr = match.groups()
+                listening.set()
+
+    def wait_for_workers(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Wait until every worker logged that it serves."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum('"message": "serving"' in line for line in self.output) >= self.workers:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("workers did not start:\n" + "".join(self.output[-40:]))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the supervisor and every worker."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
