@@ -35,6 +35,8 @@ _NAMING = {
 }
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
+# Any constant shared by every singleid process; serialises concurrent migrations.
+MIGRATION_LOCK_ID = 726_195_001
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -174,7 +176,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Several processes may start at once; one migrates, the others wait.
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(726_195_001)")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
     command.upgrade(alembic_config(connection), "head")
 
 
