@@ -177,7 +177,9 @@ def upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Several processes may start at once; one migrates, the others wait.
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
-    command.upgrade(alembic_config(connection), "head")
+    # Each domain keeps its own branch of revisions (from the shared base), so
+    # domains add migrations without coordinating revision numbers.
+    command.upgrade(alembic_config(connection), "heads")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 - ``singleid.services``: add gRPC servicers to the server (``singleid.server``);
 - ``singleid.commands``: return click commands for ``singleid``;
-- ``singleid.models``: modules whose mappings join the shared metadata.
+- ``singleid.models``: modules whose mappings join the shared metadata;
+- ``singleid.http``: return Starlette routes for the HTTP app (``singleid.server.http``).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
     http_socket = reuseport_socket(settings.http_addr)
-    http = _HttpServer(uvicorn.Config(build_app(), log_config=None, access_log=False,
+    http = _HttpServer(uvicorn.Config(build_app(context), log_config=None, access_log=False,
                                       lifespan="off"))
     await server.start()
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))

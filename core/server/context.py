@@ -10,6 +10,7 @@ from functools import partial
 from typing import ParamSpec, Protocol, TypeVar
 
 import grpc
+from starlette.routing import BaseRoute
 
 from singleid.db import Database
 from singleid.keyring import Keyring, load_keyring
@@ -44,6 +45,12 @@ class AppContext:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.db.dispose()
+
+
+class HttpPlugin(Protocol):
+    """A domain's ``singleid.http`` entry point: its HTTP routes (pages, OIDC endpoints)."""
+
+    def __call__(self, context: AppContext) -> list[BaseRoute]: ...
 
 
 class ServicePlugin(Protocol):

@@ -45,10 +45,11 @@ def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
     proto_dir = ROOT / "proto"
     shutil.copytree(proto_dir, tmp_path / "proto",
                     ignore=shutil.ignore_patterns("*.py", "*.pyi", "__pycache__"))
+    protos = sorted(str(p.relative_to(proto_dir.parent))
+                    for p in proto_dir.glob("singleid/v1/*.proto"))
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-Iproto",
                     "--python_out=proto", "--grpc_python_out=proto", "--mypy_out=proto",
-                    "--mypy_grpc_out=proto", *sorted(str(p.relative_to(proto_dir.parent))
-                                                     for p in proto_dir.glob("singleid/v1/*.proto"))],
+                    "--mypy_grpc_out=proto", *protos],
                    cwd=tmp_path, check=True, capture_output=True, timeout=120)
     generated = sorted(p.name for p in (tmp_path / "proto/singleid/v1").glob("*_pb2*"))
     assert generated, "protoc generated nothing"
