@@ -13,7 +13,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# Record attributes that are not "extra" fields (uvicorn adds color_message for terminals).
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,6 +9,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import click
@@ -41,7 +42,11 @@ def _context() -> Iterator[AppContext]:
 def _echo_json(value: Any) -> None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
-    click.echo(json.dumps(value, default=str, ensure_ascii=False))
+    click.echo(json.dumps(value, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 @click.group()
