@@ -83,6 +83,7 @@ class CustomerService:
     def _register(self, session: Session, product: str, account_id: str,
                   given: list[_Given], display_name: str) -> Registration:
         records.require_product(session, product)
+        records.lock_identifiers(session, self._keyring, [g.canonical for g in given])
         existing = records.account(session, product, account_id)
         if existing is not None:
             owner = records.active_customer(session, existing.customer_id)
@@ -106,8 +107,9 @@ class CustomerService:
         session.add(customer)
         session.flush()
         self._add_account(session, customer.id, product, account_id, now)
-        for g in given:
-            self._add_identifier_row(session, customer.id, g, now)
+        for g in given:  # an ID issued just now holds no identifier row to look up
+            session.add(records.new_identifier(self._keyring, customer.id, g.canonical,
+                                               g.verified, now))
         recorded = self._record_candidates(session, customer.id, owners, now)
         self._registered(session, customer.id, product, account_id, Outcome.CREATED)
         return Registration(customer.id, created=True, outcome=Outcome.CREATED,
@@ -136,6 +138,8 @@ class CustomerService:
                            owners: dict[Canonical, dict[str, bool]], now: datetime) -> bool:
         pairs = {(other, canonical.kind.value) for canonical, by_customer in owners.items()
                  for other in by_customer if other != customer_id}
+        if not pairs:  # the common case; no need to read what was recorded before
+            return False
         known = set(session.execute(select(
             models.MatchCandidate.other_customer_id, models.MatchCandidate.identifier_kind
         ).where(models.MatchCandidate.customer_id == customer_id)).tuples())
@@ -198,13 +202,11 @@ class CustomerService:
         canonical = validation.identifier(violations, "identifier", kind, value)
         violations.raise_if_any()
         assert canonical is not None
-        rows = records.identifier_rows(session, self._keyring, canonical)
-        if not rows:
+        holders = records.identifier_holders(session, self._keyring, canonical)
+        if not holders:
             raise NotFound(f"no customer has this {kind.value}", reason="IDENTIFIER_NOT_FOUND",
                            field="identifier.value")
-        resolutions = {r.customer_id: _resolution(session, records.customer(session,
-                                                                             r.customer_id))
-                       for r in rows}
+        resolutions = {row.id: _resolution(session, row) for row in holders}
         survivors = {r.customer_id for r in resolutions.values()}
         if len(survivors) > 1:
             raise FailedPrecondition(
@@ -322,6 +324,7 @@ class CustomerService:
 
         def apply(session: Session) -> IdentifierView:
             owner = records.active_customer(session, customer_id)
+            records.lock_identifiers(session, self._keyring, [canonical])
             now = utcnow()
             owners = {canonical: self._owners(session, canonical)}
             row = self._add_identifier_row(session, owner.id, given, now)
@@ -346,8 +349,9 @@ class CustomerService:
 
         def apply(session: Session) -> None:
             owner = records.active_customer(session, customer_id)
+            # Its merged-away aliases' copies too: they would still resolve to the owner.
             mine = [r for r in records.identifier_rows(session, self._keyring, canonical)
-                    if r.customer_id == owner.id]
+                    if records.active_customer(session, r.customer_id).id == owner.id]
             if not mine:
                 raise NotFound(f"the customer has no such {kind.value}",
                                reason="IDENTIFIER_NOT_FOUND", field="identifier.value")

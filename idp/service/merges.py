@@ -49,6 +49,7 @@ class MergeService:
 
     def _merge(self, session: Session, survivor_id: str, merged_id: str, reason: str,
                evidence: dict[str, str], actor: str) -> MergeView:
+        records.lock_customers(session, [survivor_id, merged_id])
         survivor = records.customer(session, survivor_id, "survivor_customer_id")
         merged = records.customer(session, merged_id, "merged_customer_id")
         for row, field in ((survivor, "survivor_customer_id"), (merged, "merged_customer_id")):
@@ -93,9 +94,11 @@ class MergeService:
 
     def _unmerge(self, session: Session, merged_id: str, reason: str, actor: str) -> MergeView:
         merged = records.customer(session, merged_id, "merged_customer_id")
-        merge = session.scalars(select(models.Merge).where(
-            models.Merge.merged_id == merged.id, models.Merge.unmerged_at.is_(None)
-        ).order_by(models.Merge.merged_at.desc()).limit(1)).one_or_none()
+        merge = _open_merge(session, merged.id)
+        if merge is not None:
+            # Lock both and read again: a concurrent merge or un-merge may have moved them.
+            records.lock_customers(session, [merged.id, merge.survivor_id])
+            merge = _open_merge(session, merged.id)
         if records.is_active(merged) or merge is None:
             raise FailedPrecondition(f"customer {merged.id} is not merged", reason="NOT_MERGED",
                                      field="merged_customer_id",
@@ -116,6 +119,14 @@ class MergeService:
                     data={"merge_id": merge.id, "survivor_customer_id": merge.survivor_id,
                           "merged_customer_id": merged.id})
         return _view(merge)
+
+
+def _open_merge(session: Session, merged_id: str) -> models.Merge | None:
+    """The merge, not undone yet, that made ``merged_id`` an alias; read afresh."""
+    return session.scalars(select(models.Merge).where(
+        models.Merge.merged_id == merged_id, models.Merge.unmerged_at.is_(None)
+    ).order_by(models.Merge.merged_at.desc()).limit(1)
+        .execution_options(populate_existing=True)).one_or_none()
 
 
 def _move_accounts(session: Session, source: str, target: str) -> list[int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from singleid.errors import FailedPrecondition, NotFound
@@ -17,6 +19,9 @@ from singleid.keyring import Keyring, Sealed
 
 # Merges flatten alias chains, so one hop is the norm; the bound guards a cycle.
 MAX_ALIAS_HOPS = 16
+# PostgreSQL advisory locks on identifiers: (this space, 32 bits of the blind index).
+# Two identifiers sharing 32 bits only wait for each other; nothing else uses this space.
+IDENTIFIER_LOCK_SPACE = 726_195_002
 
 
 def customer(session: Session, customer_id: str, field: str = "customer_id") -> models.Customer:
@@ -33,6 +38,41 @@ def survivor(session: Session, row: models.Customer) -> models.Customer:
             return row
         row = customer(session, row.merged_into)
     raise RuntimeError(f"alias chain longer than {MAX_ALIAS_HOPS} from {row.id}")
+
+
+def lock_customers(session: Session, customer_ids: Iterable[str]) -> None:
+    """Row-lock customers for the rest of the transaction, and reload them.
+
+    Merges and un-merges read two customers' states and then change them; on
+    PostgreSQL two such transactions would otherwise both read "active" and, say,
+    merge A into B and B into A. Locked in ID order, so two callers cannot deadlock;
+    FOR NO KEY UPDATE, so inserts that only reference them (an account's foreign
+    key) do not wait. On SQLite the write transaction already holds the database's
+    write lock.
+    """
+    session.scalars(select(models.Customer)
+                    .where(models.Customer.id.in_(sorted(set(customer_ids))))
+                    .order_by(models.Customer.id).with_for_update(key_share=True)
+                    .execution_options(populate_existing=True)).all()
+
+
+def lock_identifiers(session: Session, keyring: Keyring, canonicals: Iterable[Canonical]
+                     ) -> None:
+    """Serialise transactions that bring the same identifier, until they end.
+
+    Registration decides from who holds an identifier; on PostgreSQL (READ
+    COMMITTED) two registrations bringing one new verified phone would each see
+    no holder and issue two IDs, with no match candidate. Taken before reading
+    the holders, in a fixed order. SQLite's write lock already serialises them.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int.from_bytes(blind_index(keyring, c)[:4], "big", signed=True)
+                   for c in canonicals})
+    for key in keys:
+        session.execute(text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), "
+                             "CAST(:key AS integer))"),
+                        {"space": IDENTIFIER_LOCK_SPACE, "key": key})
 
 
 def active_customer(session: Session, customer_id: str, field: str = "customer_id"
@@ -57,6 +97,15 @@ def identifier_rows(session: Session, keyring: Keyring, canonical: Canonical
     return list(session.scalars(select(models.CustomerIdentifier).where(
         models.CustomerIdentifier.kind == canonical.kind.value,
         models.CustomerIdentifier.blind_index == blind_index(keyring, canonical))))
+
+
+def identifier_holders(session: Session, keyring: Keyring, canonical: Canonical
+                       ) -> list[models.Customer]:
+    """The customers (merged-away ones too) holding an identifier: one query, not one a row."""
+    return list(session.scalars(select(models.Customer).join(
+        models.CustomerIdentifier, models.CustomerIdentifier.customer_id == models.Customer.id
+    ).where(models.CustomerIdentifier.kind == canonical.kind.value,
+            models.CustomerIdentifier.blind_index == blind_index(keyring, canonical))))
 
 
 def blind_index(keyring: Keyring, canonical: Canonical) -> bytes:
