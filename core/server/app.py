@@ -30,6 +30,7 @@ from singleid.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+HTTP_BACKLOG = 2048  # uvicorn's default
 GRPC_OPTIONS = [
     ("grpc.so_reuseport", 1),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -67,15 +68,23 @@ async def build_grpc_server(context: AppContext
     return server, health_servicer
 
 
-def reuseport_socket(addr: str) -> socket.socket:
-    """A bound TCP socket that several processes can share (SO_REUSEPORT)."""
+def reuseport_socket(addr: str, variable: str = "") -> socket.socket:
+    """A bound TCP socket that several processes can share (SO_REUSEPORT).
+
+    A failure names the setting the address came from (``variable``), not only the errno.
+    """
     host, _, port = addr.rpartition(":")
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, int(port)))
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        where = f"{variable}: " if variable else ""
+        raise OSError(f"{where}cannot listen on {addr}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -88,12 +97,24 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     """Run one server process until SIGTERM or SIGINT."""
     context = AppContext.from_settings(settings)
     server, health_servicer = await build_grpc_server(context)
-    grpc_port = server.add_insecure_port(settings.grpc_addr)
+    try:
+        grpc_port = server.add_insecure_port(settings.grpc_addr)
+    except RuntimeError:
+        grpc_port = 0
     if grpc_port == 0:
-        raise OSError(f"cannot listen for gRPC on {settings.grpc_addr}")
-    http_socket = reuseport_socket(settings.http_addr)
+        # gRPC says only that binding failed; a socket of our own says why.
+        reuseport_socket(settings.grpc_addr, "SINGLEID_GRPC_ADDR").close()
+        raise OSError(f"SINGLEID_GRPC_ADDR: cannot listen on {settings.grpc_addr}")
+    http_socket = reuseport_socket(settings.http_addr, "SINGLEID_HTTP_ADDR")
+    # Listen now, before announcing: connections queue until uvicorn accepts them.
+    http_socket.listen(HTTP_BACKLOG)
     http = _HttpServer(uvicorn.Config(build_app(context), log_config=None, access_log=False,
                                       lifespan="off"))
+    # Own the signals before announcing: a SIGTERM right after start is a clean stop too.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await server.start()
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     grpc_host = settings.grpc_addr.rpartition(":")[0]
@@ -102,11 +123,6 @@ async def serve(settings: Settings, announce: bool = True) -> None:
         print(f"singleid listening: grpc={where.grpc_addr} http=http://{where.http_addr}",
               flush=True)
     log.info("serving", extra={"grpc_addr": where.grpc_addr, "http_addr": where.http_addr})
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
     log.info("stopping: finishing in-flight calls",

@@ -16,6 +16,7 @@ import sys
 import time
 from types import FrameType
 
+from singleid.keyring import load_keyring
 from singleid.server.app import bound_addr, reuseport_socket
 from singleid.settings import WORKER_ENV, Settings
 
@@ -31,8 +32,11 @@ def _die_with_parent() -> None:
 
 
 def supervise(settings: Settings, workers: int) -> int:
-    grpc_hold = reuseport_socket(settings.grpc_addr)
-    http_hold = reuseport_socket(settings.http_addr)
+    # A bad key ring fails here, once, not in every worker restarted forever; and the
+    # development ring is generated once, not by workers racing to write it.
+    load_keyring(settings.keyring, settings.data_dir)
+    grpc_hold = reuseport_socket(settings.grpc_addr, "SINGLEID_GRPC_ADDR")
+    http_hold = reuseport_socket(settings.http_addr, "SINGLEID_HTTP_ADDR")
     env = {**os.environ, "SINGLEID_GRPC_ADDR": bound_addr(grpc_hold),
            "SINGLEID_HTTP_ADDR": bound_addr(http_hold)}
     stopping = False
@@ -42,9 +46,12 @@ def supervise(settings: Settings, workers: int) -> int:
             [sys.executable, "-m", "singleid", "serve", "--workers", "1", "--no-migrate",
              "--quiet"], env={**env, WORKER_ENV: str(index)}, preexec_fn=_die_with_parent)  # noqa: PLW1509 - the supervisor runs no threads
 
+    received: list[int] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        received.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -61,7 +68,12 @@ def supervise(settings: Settings, workers: int) -> int:
                 log.error("worker exited; restarting",
                           extra={"worker": index, "returncode": child.returncode})
                 time.sleep(RESTART_DELAY_SECONDS)
+                if stopping:  # a signal came during the delay: start nothing more
+                    children.pop(index)  # its exit, before the stop, is logged above
+                    break
                 children[index] = start(index)
+                if stopping:  # it came while the worker started, so that one missed it
+                    children[index].send_signal(received[-1])
         time.sleep(0.2)
     codes = [child.wait() for child in children]
     grpc_hold.close()
