@@ -37,6 +37,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
 # Any constant shared by every singleid process; serialises concurrent migrations.
 MIGRATION_LOCK_ID = 726_195_001
+POOL_RECYCLE_SECONDS = 1800
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -93,23 +94,31 @@ class Database:
             self.engine = _sqlite_engine(url, pool_size, begin="BEGIN", echo=echo)
             self.write_engine = _sqlite_engine(url, pool_size, begin="BEGIN IMMEDIATE", echo=echo)
         else:
+            # No pre-ping (a round trip per checkout): a dropped connection fails its
+            # call as UNAVAILABLE, which clients retry, and SQLAlchemy then replaces the
+            # pool's connections. pool_recycle retires connections idle servers may cut.
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                        pool_pre_ping=True, echo=echo)
+                                        pool_recycle=POOL_RECYCLE_SECONDS, echo=echo)
             self.write_engine = self.engine
         # Reads on PostgreSQL run without BEGIN and COMMIT, two round trips fewer. At its
         # READ COMMITTED level every statement takes its own snapshot inside a transaction
         # too, so a read sees the same rows either way. SQLite keeps its read transaction:
         # there it is what gives the statements of one read a single snapshot.
-        self._reader = sessionmaker(
-            self.engine if self.is_sqlite
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False)
+        self.read_engine = (self.engine if self.is_sqlite
+                            else self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._reader() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for hot read paths that need no ORM identity map."""
+        with self.read_engine.connect() as connection, connection.begin():
+            yield connection
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -126,7 +126,7 @@ class Unauthenticated(SingleIdError):
 
 
 class Unavailable(SingleIdError):
-    """Raised on the client side only: the server could not be reached."""
+    """Transient: the server, or its database, could not be reached. Retry."""
 
     default_reason = "UNAVAILABLE"
 

@@ -16,9 +16,10 @@ from typing import Any
 import grpc
 from google.rpc import status_pb2
 from grpc_status import rpc_status as grpc_rpc_status
+from sqlalchemy.exc import DBAPIError
 
 from singleid import rpc_status
-from singleid.errors import SingleIdError
+from singleid.errors import SingleIdError, Unavailable
 from singleid.server import metrics
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ def _classify(exc: BaseException, method: str, context: grpc.aio.ServicerContext
     if isinstance(exc, grpc.aio.AbortError):
         code = context.code()
         return (code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"), None
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # The database dropped the connection (a restart, a fail-over): transient.
+        log.warning("database connection lost in %s", method, extra={"method": method})
+        exc = Unavailable("the database connection was lost; retry", reason="DATABASE_UNAVAILABLE")
     if isinstance(exc, SingleIdError):
         metrics.error(method, exc.reason)
         return rpc_status.status_code_of(exc).name, rpc_status.to_status(exc)

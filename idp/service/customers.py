@@ -164,57 +164,68 @@ class CustomerService:
     # -- resolution ---------------------------------------------------------
 
     def resolve(self, lookup: Lookup) -> Resolution:
+        """Validate first, then one or two indexed reads on a plain connection (the hot path)."""
         given = [bool(lookup.customer_id), lookup.product_account is not None,
                  lookup.identifier is not None]
         if sum(given) != 1:
             raise InvalidArgument("give exactly one of customer_id, product_account, identifier",
                                   field="lookup", reason="LOOKUP_REQUIRED")
-        with self._db.read() as session:
-            if lookup.customer_id:
-                return self._resolve_id(session, lookup.customer_id)
-            if lookup.product_account is not None:
-                return self._resolve_account(session, *lookup.product_account)
-            assert lookup.identifier is not None
-            return self._resolve_identifier(session, *lookup.identifier)
-
-    def _resolve_id(self, session: Session, customer_id: str) -> Resolution:
         violations = Violations()
-        validation.customer_id(violations, "customer_id", customer_id)
-        violations.raise_if_any()
-        return _resolution(session, records.customer(session, customer_id))
-
-    def _resolve_account(self, session: Session, product: str, account_id: str) -> Resolution:
-        violations = Violations()
-        validation.product_code(violations, "product_account.product", product)
-        validation.text(violations, "product_account.account_id", account_id,
-                        limit=validation.MAX_ACCOUNT_ID, required=True)
-        violations.raise_if_any()
-        row = records.account(session, product, account_id)
-        if row is None:
-            records.require_product(session, product, field="product_account.product")
-            raise NotFound("no such product account", reason="ACCOUNT_NOT_FOUND",
-                           field="product_account.account_id")
-        return _resolution(session, records.customer(session, row.customer_id))
-
-    def _resolve_identifier(self, session: Session, kind: IdentifierKind,
-                            value: str) -> Resolution:
-        violations = Violations()
-        canonical = validation.identifier(violations, "identifier", kind, value)
+        if lookup.customer_id:
+            validation.customer_id(violations, "customer_id", lookup.customer_id)
+            violations.raise_if_any()
+            return self._resolve_id(lookup.customer_id)
+        if lookup.product_account is not None:
+            product, account_id = lookup.product_account
+            validation.product_code(violations, "product_account.product", product)
+            validation.text(violations, "product_account.account_id", account_id,
+                            limit=validation.MAX_ACCOUNT_ID, required=True)
+            violations.raise_if_any()
+            return self._resolve_account(product, account_id)
+        assert lookup.identifier is not None
+        canonical = validation.identifier(violations, "identifier", *lookup.identifier)
         violations.raise_if_any()
         assert canonical is not None
-        holders = records.identifier_holders(session, self._keyring, canonical)
-        if not holders:
-            raise NotFound(f"no customer has this {kind.value}", reason="IDENTIFIER_NOT_FOUND",
+        return self._resolve_identifier(canonical)
+
+    def _resolve_id(self, customer_id: str) -> Resolution:
+        with self._db.read_connection() as connection:
+            row = connection.execute(records.CUSTOMER_LINK, {"id": customer_id}).one_or_none()
+            if row is None:
+                raise NotFound(f"no customer {customer_id}", reason="CUSTOMER_NOT_FOUND",
+                               field="customer_id")
+            return _resolution(customer_id, records.survivor_id(connection, *row))
+
+    def _resolve_account(self, product: str, account_id: str) -> Resolution:
+        with self._db.read_connection() as connection:
+            owner = connection.scalar(records.ACCOUNT_OWNER,
+                                      {"product": product, "account_id": account_id})
+            if owner is not None:
+                row = connection.execute(records.CUSTOMER_LINK, {"id": owner}).one()
+                return _resolution(owner, records.survivor_id(connection, *row))
+        with self._db.read() as session:
+            records.require_product(session, product, field="product_account.product")
+        raise NotFound("no such product account", reason="ACCOUNT_NOT_FOUND",
+                       field="product_account.account_id")
+
+    def _resolve_identifier(self, canonical: Canonical) -> Resolution:
+        kind = canonical.kind.value
+        with self._db.read_connection() as connection:
+            holders = connection.execute(records.HOLDERS_BY_INDEX, {
+                "kind": kind, "index": records.blind_index(self._keyring, canonical)}).all()
+            resolutions = [_resolution(row.id, records.survivor_id(connection, *row))
+                           for row in holders]
+        if not resolutions:
+            raise NotFound(f"no customer has this {kind}", reason="IDENTIFIER_NOT_FOUND",
                            field="identifier.value")
-        resolutions = {row.id: _resolution(session, row) for row in holders}
-        survivors = {r.customer_id for r in resolutions.values()}
+        survivors = {r.customer_id for r in resolutions}
         if len(survivors) > 1:
             raise FailedPrecondition(
-                f"this {kind.value} belongs to {len(survivors)} customers; resolve by another "
+                f"this {kind} belongs to {len(survivors)} customers; resolve by another "
                 "identifier, or merge them", reason="IDENTIFIER_AMBIGUOUS",
                 field="identifier.value", metadata={"customers": str(len(survivors))})
-        direct = [r for r in resolutions.values() if not r.resolved_from_alias]
-        return direct[0] if direct else next(iter(resolutions.values()))
+        # A merged-away copy of the survivor's own identifier resolves directly.
+        return min(resolutions, key=lambda r: r.resolved_from_alias)
 
     # -- reading ------------------------------------------------------------
 
@@ -407,8 +418,7 @@ class CustomerService:
         return row
 
 
-def _resolution(session: Session, row: models.Customer) -> Resolution:
-    owner = records.survivor(session, row)
-    if owner.id == row.id:
-        return Resolution(row.id)
-    return Resolution(owner.id, resolved_from_alias=True, alias_customer_id=row.id)
+def _resolution(found_id: str, survivor_id: str) -> Resolution:
+    if survivor_id == found_id:
+        return Resolution(found_id)
+    return Resolution(survivor_id, resolved_from_alias=True, alias_customer_id=found_id)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from singleid.errors import FailedPrecondition, NotFound
@@ -99,13 +100,24 @@ def identifier_rows(session: Session, keyring: Keyring, canonical: Canonical
         models.CustomerIdentifier.blind_index == blind_index(keyring, canonical))))
 
 
-def identifier_holders(session: Session, keyring: Keyring, canonical: Canonical
-                       ) -> list[models.Customer]:
-    """The customers (merged-away ones too) holding an identifier: one query, not one a row."""
-    return list(session.scalars(select(models.Customer).join(
-        models.CustomerIdentifier, models.CustomerIdentifier.customer_id == models.Customer.id
-    ).where(models.CustomerIdentifier.kind == canonical.kind.value,
-            models.CustomerIdentifier.blind_index == blind_index(keyring, canonical))))
+# The resolve hot path: Core statements built once, run on a plain connection.
+# Building a statement per call and loading ORM objects cost more than the query.
+_C, _I, _A = models.Customer, models.CustomerIdentifier, models.ProductAccount
+HOLDERS_BY_INDEX = (select(_C.id, _C.merged_into).join(_I, _I.customer_id == _C.id)
+                    .where(_I.kind == bindparam("kind"), _I.blind_index == bindparam("index")))
+CUSTOMER_LINK = select(_C.id, _C.merged_into).where(_C.id == bindparam("id"))
+ACCOUNT_OWNER = select(_A.customer_id).where(_A.product_code == bindparam("product"),
+                                             _A.account_id == bindparam("account_id"))
+
+
+def survivor_id(connection: Connection, customer_id: str, merged_into: str | None) -> str:
+    """The active customer an ID resolves to, following aliases on a Core connection."""
+    for _ in range(MAX_ALIAS_HOPS):
+        if merged_into is None:
+            return customer_id
+        row = connection.execute(CUSTOMER_LINK, {"id": merged_into}).one()
+        customer_id, merged_into = row.id, row.merged_into
+    raise RuntimeError(f"alias chain longer than {MAX_ALIAS_HOPS} from {customer_id}")
 
 
 def blind_index(keyring: Keyring, canonical: Canonical) -> bytes:
