@@ -61,16 +61,13 @@ _OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 def _wrap_unary(method: str, behavior: Behavior) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
-        code = "OK"
         try:
-            return await behavior(request, context)
+            response = await behavior(request, context)
         except BaseException as exc:
-            code, status = _classify(exc, method, context)
-            if status is not None:
-                await context.abort_with_status(grpc_rpc_status.to_status(status))
+            await _fail(exc, method, context, started)
             raise
-        finally:
-            metrics.observe(method, code, time.perf_counter() - started)
+        metrics.observe(method, "OK", time.perf_counter() - started)
+        return response
 
     return call
 
@@ -79,19 +76,24 @@ def _wrap_stream(method: str, behavior: Behavior) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
                    ) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        code = "OK"
         try:
             async for response in behavior(request, context):
                 yield response
         except BaseException as exc:
-            code, status = _classify(exc, method, context)
-            if status is not None:
-                await context.abort_with_status(grpc_rpc_status.to_status(status))
+            await _fail(exc, method, context, started)
             raise
-        finally:
-            metrics.observe(method, code, time.perf_counter() - started)
+        metrics.observe(method, "OK", time.perf_counter() - started)
 
     return call
+
+
+async def _fail(exc: BaseException, method: str, context: grpc.aio.ServicerContext[Any, Any],
+                started: float) -> None:
+    """Count the failed call, then abort it with its status (which raises), if it has one."""
+    code, status = _classify(exc, method, context)
+    metrics.observe(method, code, time.perf_counter() - started)
+    if status is not None:
+        await context.abort_with_status(grpc_rpc_status.to_status(status))
 
 
 def _classify(exc: BaseException, method: str, context: grpc.aio.ServicerContext[Any, Any]
