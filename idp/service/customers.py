@@ -49,6 +49,7 @@ class CustomerService:
     def __init__(self, db: Database, keyring: Keyring) -> None:
         self._db = db
         self._keyring = keyring
+        self._known_products: set[str] = set()
 
     # -- registration -------------------------------------------------------
 
@@ -82,7 +83,7 @@ class CustomerService:
 
     def _register(self, session: Session, product: str, account_id: str,
                   given: list[_Given], display_name: str) -> Registration:
-        records.require_product(session, product)
+        self._require_product(session, product)
         records.lock_identifiers(session, self._keyring, [g.canonical for g in given])
         existing = records.account(session, product, account_id)
         if existing is not None:
@@ -90,7 +91,8 @@ class CustomerService:
             return Registration(owner.id, created=False, outcome=Outcome.EXISTING_ACCOUNT)
 
         now = utcnow()
-        owners = {g.canonical: self._owners(session, g.canonical) for g in given}
+        owners = records.holders_of(session.connection(), self._keyring,
+                                    [g.canonical for g in given])
         target = self._attach_target(given, owners)
         if target is not None:
             self._add_account(session, target, product, account_id, now)
@@ -105,7 +107,6 @@ class CustomerService:
                                    created_at=now, updated_at=now)
         records.seal_display_name(self._keyring, customer, display_name)
         session.add(customer)
-        session.flush()
         self._add_account(session, customer.id, product, account_id, now)
         for g in given:  # an ID issued just now holds no identifier row to look up
             session.add(records.new_identifier(self._keyring, customer.id, g.canonical,
@@ -126,13 +127,11 @@ class CustomerService:
         everyone = {cid for by_customer in owners.values() for cid in by_customer}
         return target if everyone == {target} else None
 
-    def _owners(self, session: Session, canonical: Canonical) -> dict[str, bool]:
-        """Surviving customers holding this identifier, and whether theirs is verified."""
-        result: dict[str, bool] = {}
-        for row in records.identifier_rows(session, self._keyring, canonical):
-            owner = records.active_customer(session, row.customer_id).id
-            result[owner] = result.get(owner, False) or row.verified
-        return result
+    def _require_product(self, session: Session, code: str) -> None:
+        """Products are never deleted, so one that existed once is remembered."""
+        if code not in self._known_products:
+            records.require_product(session, code)
+            self._known_products.add(code)
 
     def _record_candidates(self, session: Session, customer_id: str,
                            owners: dict[Canonical, dict[str, bool]], now: datetime) -> bool:
@@ -337,7 +336,7 @@ class CustomerService:
             owner = records.active_customer(session, customer_id)
             records.lock_identifiers(session, self._keyring, [canonical])
             now = utcnow()
-            owners = {canonical: self._owners(session, canonical)}
+            owners = records.holders_of(session.connection(), self._keyring, [canonical])
             row = self._add_identifier_row(session, owner.id, given, now)
             self._record_candidates(session, owner.id, owners, now)
             events.emit(session, type="customer.identifier_added.v1", source=EVENT_SOURCE,
@@ -411,10 +410,10 @@ class CustomerService:
     @staticmethod
     def _add_account(session: Session, customer_id: str, product: str, account_id: str,
                      now: datetime) -> models.ProductAccount:
+        # Not flushed here: a unique-key race surfaces at commit, and run_write re-runs.
         row = models.ProductAccount(product_code=product, account_id=account_id,
                                     customer_id=customer_id, linked_at=now)
         session.add(row)
-        session.flush()
         return row
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -70,10 +70,10 @@ def lock_identifiers(session: Session, keyring: Keyring, canonicals: Iterable[Ca
         return
     keys = sorted({int.from_bytes(blind_index(keyring, c)[:4], "big", signed=True)
                    for c in canonicals})
-    for key in keys:
-        session.execute(text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), "
-                             "CAST(:key AS integer))"),
-                        {"space": IDENTIFIER_LOCK_SPACE, "key": key})
+    if keys:  # one round trip for all, taken in the (sorted) order of the array
+        session.execute(text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), k) "
+                             "FROM unnest(CAST(:keys AS integer[])) AS k"),
+                        {"space": IDENTIFIER_LOCK_SPACE, "keys": keys})
 
 
 def active_customer(session: Session, customer_id: str, field: str = "customer_id"
@@ -108,6 +108,27 @@ HOLDERS_BY_INDEX = (select(_C.id, _C.merged_into).join(_I, _I.customer_id == _C.
 CUSTOMER_LINK = select(_C.id, _C.merged_into).where(_C.id == bindparam("id"))
 ACCOUNT_OWNER = select(_A.customer_id).where(_A.product_code == bindparam("product"),
                                              _A.account_id == bindparam("account_id"))
+
+
+def holders_of(connection: Connection, keyring: Keyring, canonicals: Iterable[Canonical]
+               ) -> dict[Canonical, dict[str, bool]]:
+    """For each identifier, the surviving customers holding it and whether theirs is verified.
+
+    One query for all of them; merged-away holders count as their survivor.
+    """
+    wanted = {(c.kind.value, blind_index(keyring, c)): c for c in canonicals}
+    result: dict[Canonical, dict[str, bool]] = {c: {} for c in wanted.values()}
+    if not wanted:
+        return result
+    rows = connection.execute(
+        select(_I.kind, _I.blind_index, _I.verified, _C.id, _C.merged_into)
+        .join(_C, _I.customer_id == _C.id)
+        .where(tuple_(_I.kind, _I.blind_index).in_(list(wanted)))).all()
+    for row in rows:
+        holders = result[wanted[(row.kind, row.blind_index)]]
+        owner = survivor_id(connection, row.id, row.merged_into)
+        holders[owner] = holders.get(owner, False) or row.verified
+    return result
 
 
 def survivor_id(connection: Connection, customer_id: str, merged_into: str | None) -> str:
