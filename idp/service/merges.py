@@ -21,6 +21,12 @@ from singleid.idp import ids, models
 from singleid.idp.service import records, validation
 from singleid.idp.service.customers import EVENT_SOURCE
 from singleid.idp.service.types import CustomerState, MergeView
+from singleid.plugins import load_plugins
+
+
+def _merge_hooks() -> list[Any]:
+    """Other domains' ``singleid.merge_hooks``: called in the merge's own transaction."""
+    return load_plugins("singleid.merge_hooks")
 
 
 class MergeService:
@@ -77,6 +83,8 @@ class MergeService:
         events.emit(session, type="customer.merged.v1", source=EVENT_SOURCE, subject=survivor.id,
                     data={"merge_id": merge.id, "survivor_customer_id": survivor.id,
                           "merged_customer_id": merged.id})
+        for hook in _merge_hooks():
+            hook.merged(session, survivor.id, merged.id, merge.id)
         return _view(merge)
 
     def unmerge(self, merged_id: str, reason: str, actor: str = "",
@@ -115,6 +123,8 @@ class MergeService:
                     subject=merged.id,
                     data={"merge_id": merge.id, "survivor_customer_id": merge.survivor_id,
                           "merged_customer_id": merged.id})
+        for hook in _merge_hooks():
+            hook.unmerged(session, merge.survivor_id, merged.id, merge.id)
         return _view(merge)
 
 
