@@ -76,8 +76,13 @@ class NatsPublisher:
         import nats  # noqa: PLC0415 - only when NATS is the broker
         from nats.js.api import StreamConfig  # noqa: PLC0415
 
-        self._nc = await nats.connect(self.url, connect_timeout=2, allow_reconnect=False,
-                                      max_reconnect_attempts=0, name="singleid-relay")
+        async def quiet(_exc: Exception) -> None:
+            """The relay logs failures itself, once per attempt and without a traceback."""
+
+        # We reconnect ourselves (with backoff), so nats-py tries each server once.
+        self._nc = await asyncio.wait_for(nats.connect(
+            self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
+            reconnect_time_wait=0.1, error_cb=quiet, name="singleid-relay"), 5)
         self._js = self._nc.jetstream(timeout=self.ack_timeout)
         config = StreamConfig(name=self.stream, subjects=[self.subject("singleid.>")],
                               duplicate_window=120.0)
