@@ -30,12 +30,20 @@ def attribute_values(profile: profile_pb2.Profile) -> dict[str, Any]:
     return {a.name: json_format.MessageToDict(a.value) for a in profile.attributes}
 
 
+def event_data(event: profile_pb2.ChangeEvent) -> dict[str, Any]:
+    """An event's ``data`` as plain JSON-shaped Python (numbers are floats, as in JSON)."""
+    return json_format.MessageToDict(event.data)
+
+
 class ProfileClient(BaseClient):
     def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None,
                  timeout: float = DEFAULT_TIMEOUT_SECONDS,
                  attempts: int = DEFAULT_ATTEMPTS) -> None:
         super().__init__(target, channel=channel, timeout=timeout, attempts=attempts)
         self.stub = profile_pb2_grpc.ProfileServiceStub(self.channel)
+
+    def __enter__(self) -> ProfileClient:
+        return self
 
     def get_profile(self, customer_id: str, attributes: Iterable[str] = ()
                     ) -> profile_pb2.Profile:

@@ -14,13 +14,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from singleid.clients import CustomersClient, ProfileClient
-from singleid.clients.profile import attribute_values
+from singleid.clients.profile import attribute_values, event_data
 from singleid.errors import SingleIdError
 from singleid.testing import ServerProcess
 from tests.conftest import require
@@ -45,8 +47,6 @@ def stream() -> Iterator[tuple[str, str]]:
     yield f"TEST_{tag}", f"t{tag}."
 
     async def delete() -> None:
-        import nats  # noqa: PLC0415
-
         nc = await nats.connect(f"nats://{NATS_HOST}:{NATS_PORT}")
         with contextlib.suppress(Exception):
             await nc.jetstream().delete_stream(f"TEST_{tag}")
@@ -59,15 +59,13 @@ def nats_ids(stream_name: str, prefix: str) -> Counter[str]:
     """Every message in the stream, read by a fresh consumer, counted by Nats-Msg-Id."""
 
     async def read() -> Counter[str]:
-        import nats  # noqa: PLC0415
-
         nc = await nats.connect(f"nats://{NATS_HOST}:{NATS_PORT}")
         seen: Counter[str] = Counter()
         try:
             js = nc.jetstream()
             try:
                 info = await js.stream_info(stream_name)
-            except Exception:  # noqa: BLE001 - the relay has not created it yet
+            except Exception:
                 return seen
             if info.state.messages == 0:
                 return seen
@@ -109,7 +107,7 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
     env = relay_env(stream_name, prefix, f"nats://{NATS_HOST}:{NATS_PORT}")
     server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, env=env).start()
     try:
-        with CustomersClient(server.grpc_addr) as customers:
+        with closing(CustomersClient(server.grpc_addr)) as customers:
             customers.create_product("cards", "Cards")
             ids = [customers.register_customer("cards", f"k-{i}").customer_id
                    for i in range(WRITERS)]
@@ -145,7 +143,7 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
         with ProfileClient(restarted.grpc_addr, timeout=30) as client:
             for cid, changes in acked.items():
                 profile = client.get_profile(cid)
-                last_n, last_version = changes[-1]
+                _last_n, last_version = changes[-1]
                 # Acknowledged is durable; one more may have committed without its ack.
                 assert profile.version in (last_version, last_version + 1)
                 stored_n = int(attribute_values(profile)["tags_auto"][0][1:])
@@ -158,13 +156,14 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
         with ProfileClient(restarted.grpc_addr) as client:
             for cid in ids:
                 version = client.get_profile(cid).version
-                ours = sorted(int(e.data["version"]) for e in events if e.subject == cid)
+                ours = sorted(int(event_data(e)["version"]) for e in events if e.subject == cid)
                 assert ours == list(range(1, version + 1))  # one event per change, none extra
         every_id = {e.id for e in all_events(restarted.grpc_addr)}
         wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
                  "the relay to publish every committed event")
         seen = nats_ids(stream_name, prefix)
-        assert set(seen) == every_id and all(count == 1 for count in seen.values())
+        assert set(seen) == every_id
+        assert all(count == 1 for count in seen.values())
     finally:
         restarted.stop()
 
@@ -228,7 +227,7 @@ def test_the_relay_catches_up_after_a_broker_outage(tmp_path: Path,
     server = ServerProcess(data_dir=tmp_path / "data",
                            database_url=f"sqlite:///{tmp_path / 'singleid.db'}", env=env).start()
     try:
-        with CustomersClient(server.grpc_addr) as customers:
+        with closing(CustomersClient(server.grpc_addr)) as customers:
             customers.create_product("cards", "Cards")
             cid = customers.register_customer("cards", "o-1").customer_id
         with ProfileClient(server.grpc_addr) as client:
