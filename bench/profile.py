@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> None:
     tag = uuid.uuid4().hex[:8]
     stream, prefix = f"BENCH_{tag}", f"bench{tag}."
     env = {"SINGLEID_KEYRING": "env:SINGLEID_BENCH_KEYRING", "SINGLEID_BENCH_KEYRING": keyring,
-           "SINGLEID_LOG_LEVEL": "WARNING", "SINGLEID_EVENT_BROKER": "nats",
+           "SINGLEID_EVENT_BROKER": "nats",
            "SINGLEID_NATS_URL": NATS_URL, "SINGLEID_NATS_STREAM": stream,
            "SINGLEID_EVENT_SUBJECT_PREFIX": prefix}
     with ExitStack() as stack:

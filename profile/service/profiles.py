@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, true, update
 from sqlalchemy.orm import Session
 
 from singleid import events, idempotency
@@ -67,30 +67,35 @@ class ProfileService:
         rows.check_customer_id(violations, customer_id)
         names = self._mask(violations, read_mask, "read_mask") if read_mask else None
         violations.raise_if_any()
-        with self._db.read() as session:
+        attr = models.ProfileAttribute
+        with rows.reading(self._db) as session:
             survivor = rows.survivor_id(session, customer_id)
-            profile = session.get(models.Profile, survivor)
-            query = select(models.ProfileAttribute).where(
-                models.ProfileAttribute.customer_id == survivor)
-            if names is not None:
-                query = query.where(models.ProfileAttribute.name.in_(names))
-            found = session.scalars(query.order_by(models.ProfileAttribute.name)).all()
+            # One round trip for the profile and its attributes.
+            joined = and_(attr.customer_id == models.Profile.customer_id,
+                          attr.name.in_(names) if names is not None else true())
+            found = session.execute(
+                select(models.Profile.version, models.Profile.updated_at, attr.name, attr.value,
+                       attr.ciphertext, attr.key_id, attr.source, attr.source_time, attr.version,
+                       attr.updated_at)
+                .select_from(models.Profile).outerjoin(attr, joined)
+                .where(models.Profile.customer_id == survivor).order_by(attr.name)).all()
         attributes = []
         for row in found:
-            attribute = self.catalogue.get(row.name)
-            if attribute is None:  # retired from the catalogue
+            attribute = self.catalogue.get(row[2]) if row[2] is not None else None
+            if attribute is None:  # no attributes yet, or retired from the catalogue
                 continue
             if names is None and attribute.sensitivity is Sensitivity.SPECIAL:
                 continue
+            value = row[3] if row[4] is None else rows.open_sealed(
+                self._keyring, row[2], row[5], row[4])
             attributes.append(AttributeView(
-                name=row.name, value=rows.open_value(self._keyring, row), source=row.source,
-                source_time=row.source_time, version=row.version, update_time=row.updated_at,
-                sensitivity=attribute.sensitivity.value))
-        version = profile.version if profile is not None else 0
+                name=row[2], value=value, source=row[6], source_time=row[7], version=row[8],
+                update_time=row[9], sensitivity=attribute.sensitivity.value))
+        version = found[0][0] if found else 0
         return ProfileView(customer_id=survivor, requested_customer_id=customer_id,
                            resolved_from_alias=survivor != customer_id, version=version,
                            etag=etag(survivor, version), attributes=attributes,
-                           update_time=profile.updated_at if profile is not None else None)
+                           update_time=found[0][1] if found else None)
 
     def _mask(self, violations: Violations, paths: Sequence[str], field: str) -> list[str]:
         names = []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from singleid.db import utcnow
+from singleid.db import Database, utcnow
 from singleid.errors import Violations
 from singleid.idp.service import records, validation
 from singleid.keyring import Keyring, Sealed
@@ -43,8 +46,38 @@ def open_value(keyring: Keyring, row: models.ProfileAttribute) -> Any:
     if row.ciphertext is None:
         return row.value
     assert row.key_id is not None
-    return json.loads(keyring.open(Sealed(row.key_id, row.ciphertext),
-                                   models.attribute_purpose(row.name)))
+    return open_sealed(keyring, row.name, row.key_id, row.ciphertext)
+
+
+def open_sealed(keyring: Keyring, name: str, key_id: str, ciphertext: bytes) -> Any:
+    return json.loads(keyring.open(Sealed(key_id, ciphertext), models.attribute_purpose(name)))
+
+
+@contextmanager
+def reading(db: Database) -> Iterator[Session]:
+    """A session for a read-only request.
+
+    On PostgreSQL it runs in autocommit: each statement sees the latest committed
+    data (as it would under READ COMMITTED in a transaction) without the BEGIN and
+    COMMIT round trips. SQLite reads keep their transaction (one WAL snapshot).
+    """
+    if db.is_sqlite:
+        with db.read() as session:
+            yield session
+        return
+    with Session(_autocommit(db)) as session:
+        yield session
+
+
+def _autocommit(db: Database) -> Engine:
+    engine = _AUTOCOMMIT.get(id(db))
+    if engine is None or engine[0] is not db:
+        engine = (db, db.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        _AUTOCOMMIT[id(db)] = engine
+    return engine[1]
+
+
+_AUTOCOMMIT: dict[int, tuple[Database, Engine]] = {}
 
 
 def store_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
