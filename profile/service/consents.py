@@ -18,7 +18,8 @@ from singleid import events, idempotency
 from singleid.db import Database, utcnow
 from singleid.errors import Violations
 from singleid.profile import models
-from singleid.profile.catalogue import Catalogue
+from singleid.profile.catalogue import Catalogue, load_cached
+from singleid.profile.config import get_profile_settings
 from singleid.profile.service import rows
 from singleid.profile.service.types import (
     CONSENT_GRANTED,
@@ -29,13 +30,13 @@ from singleid.profile.service.types import (
 
 PURPOSE = re.compile(r"^(marketing|biometrics|sharing\.[a-z][a-z0-9_]{0,31})$")
 TEXT_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-CHANNEL = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+CHANNEL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 
 
 class ConsentService:
-    def __init__(self, db: Database, catalogue: Catalogue) -> None:
+    def __init__(self, db: Database, catalogue: Catalogue | None = None) -> None:
         self._db = db
-        self._catalogue = catalogue
+        self._catalogue = catalogue or load_cached(get_profile_settings().profile_catalogue)
 
     def has_consent(self, customer_id: str, purpose: str) -> bool:
         """Whether the customer (merge aliases followed) has granted ``purpose`` and not withdrawn.
@@ -75,7 +76,8 @@ class ConsentService:
             violations.add("text_version", "must name the consent text's version "
                            "(letters, digits, . _ -; at most 64)")
         if not CHANNEL.match(channel):
-            violations.add("channel", "must name the channel (e.g. app, web, ivr, branch)")
+            violations.add("channel", "must name the channel (e.g. app, web, ivr, branch; "
+                           "at most 32 characters)")
         when = change_time or utcnow()
         if when.tzinfo is None:
             violations.add("change_time", "must carry a time zone")

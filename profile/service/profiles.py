@@ -27,7 +27,13 @@ from singleid.errors import (
 )
 from singleid.keyring import Keyring
 from singleid.profile import models
-from singleid.profile.catalogue import Catalogue, Sensitivity, ValueProblem, normalize
+from singleid.profile.catalogue import (
+    SOURCE_PATTERN,
+    Catalogue,
+    Sensitivity,
+    ValueProblem,
+    normalize,
+)
 from singleid.profile.service import rows
 from singleid.profile.service.types import (
     EVENT_SOURCE,
@@ -44,6 +50,7 @@ from singleid.profile.service.types import (
 
 MAX_ATTRIBUTES_PER_WRITE = 50
 MAX_REASON = 500
+MAX_ACTOR = 32
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -122,8 +129,9 @@ class ProfileService:
         """
         violations = Violations()
         rows.check_customer_id(violations, customer_id)
-        if not source:
-            violations.add("source", "must name the source system")
+        if not SOURCE_PATTERN.match(source):
+            violations.add("source", "must name the source system (lower_snake_case, "
+                           "at most 32 characters)")
         if len(idempotency_key) > idempotency.MAX_KEY_LENGTH:
             violations.add("idempotency_key", f"at most {idempotency.MAX_KEY_LENGTH} characters")
         paths = list(update_mask) or sorted(values)
@@ -274,6 +282,8 @@ class ProfileService:
             violations.add("attributes", "give either attributes or all, not both")
         elif not erase_all and not attributes:
             violations.add("attributes", "name the attributes to erase, or set all")
+        if len(actor) > MAX_ACTOR:
+            violations.add("actor", f"at most {MAX_ACTOR} characters")
         names = sorted(set(self._mask(violations, attributes, "attributes")))
         violations.raise_if_any()
         request = {"customer_id": customer_id, "names": names, "all": erase_all,

@@ -256,3 +256,20 @@ def test_export_leaves_sensitive_attributes_out_unless_asked(
     (full,) = list(export.rows(frozenset({catalogue.Sensitivity.PERSONAL})))
     assert full["preferred_name"] == "Аня"
     assert "passport" not in full
+
+
+def test_over_long_names_are_invalid_argument_not_a_database_error(
+        db: Database, profiles: ProfileService, customers: CustomerService) -> None:
+    cid = new_customer(customers, "l-1")
+    with pytest.raises(InvalidArgument) as source:
+        profiles.update(cid, "s" * 200, {"language": "ru"})
+    assert source.value.field == "source"
+    with pytest.raises(InvalidArgument) as actor:
+        profiles.erase(cid, ["language"], "request", actor="a" * 100)
+    assert actor.value.field == "actor"
+    with pytest.raises(InvalidArgument) as channel:
+        ConsentService(db).set(cid, "marketing", True, "v1", "c" * 40)
+    assert channel.value.field == "channel"
+    with pytest.raises(InvalidArgument) as key:
+        profiles.update(cid, "customer", {"language": "ru"}, idempotency_key="k" * 200)
+    assert key.value.field == "idempotency_key"
