@@ -190,15 +190,20 @@ class ProfileService:
     def _apply(self, session: Session, customer_id: str, source: str, values: dict[str, Any],
                expected_version: int | None, when: datetime) -> UpdateResult:
         survivor = rows.survivor_id(session, customer_id)
-        profile = rows.lock_profile(session, survivor, create=True)
+        attr = models.ProfileAttribute
+        # One round trip: the profile row, locked, and the attributes being written.
+        found = session.execute(
+            select(models.Profile, attr).outerjoin(attr, and_(
+                attr.customer_id == models.Profile.customer_id, attr.name.in_(list(values))))
+            .where(models.Profile.customer_id == survivor)
+            .with_for_update(of=models.Profile)).all()
+        stored = {row.name: row for _, row in found if row is not None}
+        profile = found[0][0] if found else rows.lock_profile(session, survivor, create=True)
         assert profile is not None
         if expected_version is not None and expected_version != profile.version:
             raise Aborted(f"the profile is at version {profile.version}, not {expected_version}",
                           reason="STALE_VERSION", field="expected_version",
                           metadata={"current_version": str(profile.version)})
-        stored = {row.name: row for row in session.scalars(select(models.ProfileAttribute).where(
-            models.ProfileAttribute.customer_id == survivor,
-            models.ProfileAttribute.name.in_(list(values))))}
         updated, skipped, unchanged = [], [], []
         version = profile.version + 1
         now = utcnow()
