@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import click
 
+from singleid import logs
 from singleid.errors import SingleIdError
 from singleid.profile.catalogue import Catalogue, CatalogueError, Sensitivity, load_cached
 from singleid.profile.config import get_profile_settings
@@ -185,6 +186,8 @@ def relay() -> None:
 
     Safe to run beside `singleid serve`: one relay publishes at a time (a lease).
     """
+    core = get_settings()
+    logs.configure(core.log_level, core.log_format)
     settings = get_profile_settings()
     publisher = publisher_from(settings)
     if publisher is None:

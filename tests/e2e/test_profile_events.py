@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -249,3 +253,49 @@ def test_the_relay_catches_up_after_a_broker_outage(tmp_path: Path,
     finally:
         server.stop()
         proxy.stop()
+
+
+def test_one_relay_across_workers_and_singleid_relay_takes_over(
+        tmp_path: Path, stream: tuple[str, str], pg_url: str) -> None:
+    """`serve --workers 2` runs one active relay; after it stops, `singleid relay` takes over."""
+    stream_name, prefix = stream
+    env = relay_env(stream_name, prefix, f"nats://{NATS_HOST}:{NATS_PORT}")
+    first = ServerProcess(data_dir=tmp_path / "data", database_url=pg_url, workers=2,
+                          env=env).start()
+    relay: subprocess.Popen[str] | None = None
+    second: ServerProcess | None = None
+    try:
+        with closing(CustomersClient(first.grpc_addr)) as customers:
+            customers.create_product("cards", "Cards")
+            cid = customers.register_customer("cards", "r-1").customer_id
+        with ProfileClient(first.grpc_addr) as client:
+            for n in range(10):
+                client.update_profile(cid, "analytics", {"tags_auto": [f"a{n}"]})
+        wait_for(lambda: len(nats_ids(stream_name, prefix)) == 11, 30, "the first events")
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "singleid", "relay"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **env, "SINGLEID_DATABASE_URL": pg_url,
+                 "SINGLEID_DATA_DIR": str(tmp_path / "data")})
+        first.stop()  # releases its lease; the standalone relay takes over
+
+        second = ServerProcess(data_dir=tmp_path / "data", database_url=pg_url,
+                               env={**env, "SINGLEID_RELAY_IN_SERVE": "false"}).start()
+        with ProfileClient(second.grpc_addr) as client:
+            for n in range(5):
+                client.update_profile(cid, "analytics", {"tags_auto": [f"b{n}"]})
+        every_id = {e.id for e in all_events(second.grpc_addr)}
+        wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
+                 "`singleid relay` to publish the rest")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        out = ""
+        if relay is not None:
+            relay.send_signal(signal.SIGTERM)
+            out, _ = relay.communicate(timeout=30)
+    assert sum(line.count("relay lease taken") for line in first.output) == 1  # of 2 workers
+    assert second is not None
+    assert not any("relay lease taken" in line for line in second.output)
+    assert "relay lease taken" in out, out[-2000:]
