@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -70,14 +71,13 @@ def reading(db: Database) -> Iterator[Session]:
 
 
 def _autocommit(db: Database) -> Engine:
-    engine = _AUTOCOMMIT.get(id(db))
-    if engine is None or engine[0] is not db:
-        engine = (db, db.engine.execution_options(isolation_level="AUTOCOMMIT"))
-        _AUTOCOMMIT[id(db)] = engine
-    return engine[1]
+    engine = _AUTOCOMMIT.get(db)
+    if engine is None:
+        engine = _AUTOCOMMIT[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
-_AUTOCOMMIT: dict[int, tuple[Database, Engine]] = {}
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
 
 
 def store_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
