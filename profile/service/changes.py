@@ -111,9 +111,16 @@ class ChangeFeed:
 
     def poll(self, cursor: Cursor, filters: Filters, limit: int = 500) -> list[ChangeEvent]:
         """Events after the cursor that match, advancing the cursor over everything read."""
+        top = max(cursor.seen, default=cursor.watermark)
+        # Seqs below the highest delivered one that are still open: late commits land here.
+        missing = [seq for seq in range(cursor.watermark + 1, top) if seq not in cursor.seen]
         with self._db.read() as session:
-            found = session.scalars(select(OutboxEvent).where(OutboxEvent.seq > cursor.watermark)
-                                    .order_by(OutboxEvent.seq).limit(limit)).all()
+            found = list(session.scalars(select(OutboxEvent).where(OutboxEvent.seq > top)
+                                         .order_by(OutboxEvent.seq).limit(limit)))
+            for chunk in range(0, len(missing), 1000):
+                found.extend(session.scalars(select(OutboxEvent).where(
+                    OutboxEvent.seq.in_(missing[chunk:chunk + 1000]))))
+        found.sort(key=lambda event: event.seq)
         delivered: list[ChangeEvent] = []
         for event in found:
             if event.seq in cursor.seen:
@@ -126,7 +133,7 @@ class ChangeFeed:
                     id=event.event_id, type=event.type, source=event.source,
                     subject=event.subject, time=event.time, data=event.data,
                     resume_token=cursor.token(), envelope_json=event.to_json()))
-        cursor.advance(found[-1].seq if found else cursor.watermark)
+        cursor.advance(max(top, found[-1].seq if found else 0))
         return delivered
 
     def head_token(self) -> str:

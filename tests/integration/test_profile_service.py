@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -273,3 +274,23 @@ def test_over_long_names_are_invalid_argument_not_a_database_error(
     with pytest.raises(InvalidArgument) as key:
         profiles.update(cid, "customer", {"language": "ru"}, idempotency_key="k" * 200)
     assert key.value.field == "idempotency_key"
+
+
+def test_the_change_feed_delivers_a_late_commit_below_a_seen_event(db: Database) -> None:
+    def add(seq: int) -> None:
+        with db.write() as session:
+            session.add(OutboxEvent(seq=seq, event_id=str(uuid.uuid4()), type="singleid.t.v1",
+                                    source="/t", subject="s", time=datetime.now(UTC), data={}))
+
+    feed = ChangeFeed(db)
+    cursor = Cursor()
+    add(1)
+    add(3)  # 2 is "still in flight"
+    assert [e.type for e in feed.poll(cursor, Filters())] == ["singleid.t.v1"] * 2
+    assert (cursor.watermark, cursor.seen) == (1, {3})
+    add(2)
+    late = feed.poll(cursor, Filters())
+    assert len(late) == 1
+    assert (cursor.watermark, cursor.seen) == (3, set())
+    add(4)
+    assert len(feed.poll(Cursor.parse(late[0].resume_token), Filters())) == 1
