@@ -28,7 +28,13 @@ from singleid.profile import models
 from singleid.profile.catalogue import Catalogue, load_cached
 from singleid.profile.config import get_profile_settings
 from singleid.profile.service import rows
-from singleid.profile.service.types import EVENT_SOURCE, PROFILE_MERGED, PROFILE_UNMERGED
+from singleid.profile.service.types import (
+    CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
+    EVENT_SOURCE,
+    PROFILE_MERGED,
+    PROFILE_UNMERGED,
+)
 
 _COLUMNS = ("value", "ciphertext", "key_id", "blind_index", "source", "source_time", "version",
             "updated_at")
@@ -83,7 +89,9 @@ class ProfileMergeHook:
     def merged(self, session: Session, survivor_id: str, merged_id: str, merge_id: str) -> None:
         theirs = list(session.scalars(select(models.ProfileAttribute).where(
             models.ProfileAttribute.customer_id == merged_id)))
-        if not theirs:
+        their_consents = list(session.scalars(select(models.Consent).where(
+            models.Consent.customer_id == merged_id)))
+        if not theirs and not their_consents:
             return
         profile = rows.lock_profile(session, survivor_id, create=True)
         assert profile is not None
@@ -106,6 +114,10 @@ class ProfileMergeHook:
                                name=candidate.name, kind="merged", source=candidate.source,
                                source_time=candidate.source_time, version=version,
                                new=candidate.value, reason=f"merge {merge_id}")
+        consents = _merge_consents(session, survivor_id, their_consents, version)
+        changed = sorted(replaced)
+        if consents:
+            replaced[CONSENTS_KEY] = consents
         session.add(models.ProfileMerge(merge_id=merge_id, survivor_id=survivor_id,
                                         merged_id=merged_id, version=version, replaced=replaced,
                                         merged_at=now))
@@ -114,7 +126,8 @@ class ProfileMergeHook:
         events.emit(session, type=PROFILE_MERGED, source=EVENT_SOURCE, subject=survivor_id,
                     data={"customer_id": survivor_id, "merged_customer_id": merged_id,
                           "merge_id": merge_id, "version": profile.version,
-                          "attributes": [{"name": n, "version": version} for n in replaced]})
+                          "attributes": [{"name": n, "version": version} for n in changed],
+                          "consents": sorted(consents)})
 
     def unmerged(self, session: Session, survivor_id: str, merged_id: str, merge_id: str) -> None:
         merge = session.get(models.ProfileMerge, merge_id)
@@ -124,7 +137,10 @@ class ProfileMergeHook:
         assert profile is not None
         version, now = profile.version + 1, utcnow()
         restored = []
-        for name, old in sorted(merge.replaced.items()):
+        replaced = dict(merge.replaced)
+        consents = _unmerge_consents(session, survivor_id, replaced.pop(CONSENTS_KEY, {}),
+                                     merge.version, version)
+        for name, old in sorted(replaced.items()):
             row = session.get(models.ProfileAttribute, (survivor_id, name))
             if row is None or row.version != merge.version:
                 continue  # changed (or erased) since the merge: the newer value stays
@@ -138,12 +154,78 @@ class ProfileMergeHook:
                                version=version, reason=f"unmerge {merge_id}")
             restored.append(name)
         merge.unmerged_at = now
-        if restored:
+        if restored or consents:
             profile.version, profile.updated_at = version, now
         events.emit(session, type=PROFILE_UNMERGED, source=EVENT_SOURCE, subject=survivor_id,
                     data={"customer_id": survivor_id, "merged_customer_id": merged_id,
                           "merge_id": merge_id, "version": profile.version,
-                          "attributes": [{"name": n, "version": version} for n in restored]})
+                          "attributes": [{"name": n, "version": version} for n in restored],
+                          "consents": consents})
+
+
+CONSENTS_KEY = "__consents__"
+
+
+def _consent_doc(row: models.Consent | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"granted": row.granted, "text_version": row.text_version, "channel": row.channel,
+            "changed_at": row.changed_at.isoformat(), "version": row.version}
+
+
+def _consent_event(session: Session, row: models.Consent, was_granted: bool | None) -> None:
+    """A consent.granted/withdrawn event when a merge or un-merge flips the survivor's state."""
+    if was_granted is not None and was_granted == row.granted:
+        return
+    if was_granted is None and not row.granted:
+        return  # nothing was granted before, nothing is now
+    events.emit(session, type=CONSENT_GRANTED if row.granted else CONSENT_WITHDRAWN,
+                source=EVENT_SOURCE, subject=row.customer_id,
+                data={"customer_id": row.customer_id, "purpose": row.purpose,
+                      "text_version": row.text_version, "channel": row.channel,
+                      "time": row.changed_at.isoformat(), "version": row.version})
+
+
+def _merge_consents(session: Session, survivor_id: str, theirs: list[models.Consent],
+                    version: int) -> dict[str, Any]:
+    """Per purpose, the most recent decision wins (a later withdrawal beats an older grant)."""
+    replaced: dict[str, Any] = {}
+    for candidate in sorted(theirs, key=lambda c: c.purpose):
+        ours = session.get(models.Consent, (survivor_id, candidate.purpose))
+        if ours is not None and ours.changed_at >= candidate.changed_at:
+            continue
+        replaced[candidate.purpose] = _consent_doc(ours)
+        was = ours.granted if ours is not None else None
+        if ours is None:
+            ours = models.Consent(customer_id=survivor_id, purpose=candidate.purpose)
+            session.add(ours)
+        ours.granted, ours.text_version, ours.channel, ours.changed_at = (
+            candidate.granted, candidate.text_version, candidate.channel, candidate.changed_at)
+        ours.version = version
+        _consent_event(session, ours, was)
+    return replaced
+
+
+def _unmerge_consents(session: Session, survivor_id: str, snapshots: dict[str, Any],
+                      merge_version: int, version: int) -> list[str]:
+    restored = []
+    for purpose, old in sorted(snapshots.items()):
+        row = session.get(models.Consent, (survivor_id, purpose))
+        if row is None or row.version != merge_version:
+            continue  # decided again since the merge: that decision stands
+        was = row.granted
+        if old is None:
+            session.delete(row)
+            if was:
+                row.granted = False
+                _consent_event(session, row, True)
+        else:
+            row.granted, row.text_version, row.channel = (
+                old["granted"], old["text_version"], old["channel"])
+            row.changed_at, row.version = datetime.fromisoformat(old["changed_at"]), version
+            _consent_event(session, row, was)
+        restored.append(purpose)
+    return restored
 
 
 hook = ProfileMergeHook()

@@ -294,3 +294,26 @@ def test_the_change_feed_delivers_a_late_commit_below_a_seen_event(db: Database)
     assert (cursor.watermark, cursor.seen) == (3, set())
     add(4)
     assert len(feed.poll(Cursor.parse(late[0].resume_token), Filters())) == 1
+
+
+def test_a_merge_keeps_the_most_recent_consent_decision_and_unmerge_restores_it(
+        db: Database, customers: CustomerService) -> None:
+    survivor, merged = new_customer(customers, "cm-1"), new_customer(customers, "cm-2")
+    consents = ConsentService(db)
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    consents.set(survivor, "biometrics", True, "v1", "app", change_time=day_ago)
+    consents.set(merged, "biometrics", True, "v1", "ivr", change_time=day_ago)
+    consents.set(merged, "biometrics", False, "v1", "ivr")  # withdrawn since, on the other ID
+    withdrawn_before = len(events_of(db, "consent.withdrawn.v1"))
+
+    MergeService(db).merge(survivor, merged, "same person", actor="test")
+    assert not consents.has_consent(survivor, "biometrics")
+    assert not consents.has_consent(merged, "biometrics")
+    after_merge = events_of(db, "consent.withdrawn.v1")
+    assert len(after_merge) == withdrawn_before + 1
+    assert after_merge[-1].subject == survivor  # voiceprint deletes the survivor's template
+
+    MergeService(db).unmerge(merged, "wrong person", actor="test")
+    assert consents.has_consent(survivor, "biometrics")
+    assert not consents.has_consent(merged, "biometrics")
+    assert events_of(db, "consent.granted.v1")[-1].subject == survivor
