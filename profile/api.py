@@ -174,8 +174,20 @@ def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
 
 
 def _value(value: Any) -> struct_pb2.Value:
+    """A JSON-shaped Python value as google.protobuf.Value (without json_format's overhead)."""
     message = struct_pb2.Value()
-    json_format.ParseDict(value, message)
+    if value is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, int | float):
+        message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
+    elif isinstance(value, list):
+        message.list_value.extend(value)
+    else:
+        message.struct_value.update(value)
     return message
 
 
