@@ -125,6 +125,9 @@ class Echo:
             if "echo serving" not in process.stdout.readline():
                 raise RuntimeError("echo server did not start")
 
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
     def stop(self) -> None:
         for process in self.processes:
             process.send_signal(signal.SIGTERM)
@@ -236,6 +239,7 @@ class Measured:
     per_second: float
     p50: float
     p99: float
+    cpu_ms: float  # server CPU per call (approximate: the whole phase over its calls)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -245,11 +249,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes and their children (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        family = [pid]
+        with contextlib.suppress(OSError):
+            family += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        for member in family:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def measure(clients: Clients, args: argparse.Namespace, label: str, target: str, method: str,
-            customers: list[str]) -> Measured:
+            customers: list[str], pids: Sequence[int] = ()) -> Measured:
     load = Load(target, method, customers, time.time() + 1.0, args.warmup, args.duration,
                 args.concurrency, args.channels)
+    cpu_before = cpu_seconds(pids)
     results = clients.run(load)
+    cpu = cpu_seconds(pids) - cpu_before
     latencies = [x for r in results for x in r.latencies_ms]
     errors: dict[str, int] = {}
     for r in results:
@@ -257,9 +278,11 @@ def measure(clients: Clients, args: argparse.Namespace, label: str, target: str,
             errors[k] = errors.get(k, 0) + v
     if sum(errors.values()) > 0.01 * max(1, len(latencies)):
         raise RuntimeError(f"{label}: too many errors: {errors}")
+    calls = len(latencies) * (args.duration + args.warmup + 1.0) / args.duration
     m = Measured(len(latencies) / args.duration, percentile(latencies, 0.5),
-                 percentile(latencies, 0.99))
-    log(f"{label}: {m.per_second:,.0f}/s p50 {m.p50:.2f} ms p99 {m.p99:.2f} ms"
+                 percentile(latencies, 0.99), 1000 * cpu / calls if pids and calls else math.nan)
+    log(f"{label}: {m.per_second:,.0f}/s p50 {m.p50:.2f} ms p99 {m.p99:.2f} ms "
+        f"server CPU {m.cpu_ms:.2f} ms/call"
         + (f" errors {errors}" if errors else ""))
     return m
 
@@ -275,6 +298,7 @@ def figure(name: str, value: float, unit: str, baseline: float | None, **extra: 
 
 def report(name: str, subject: Measured, echo: Measured, **target: Any) -> None:
     figure(f"{name}: throughput", subject.per_second, "requests/s", echo.per_second, **target)
+    figure(f"{name}: server CPU per call", subject.cpu_ms, "ms", echo.cpu_ms)
     figure(f"{name}: p50 latency", subject.p50, "ms", echo.p50)
     figure(f"{name}: p99 latency", subject.p99, "ms", echo.p99)
 
@@ -376,6 +400,11 @@ def seed(target: str, count: int) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
+def server_pids(server: ServerProcess) -> list[int]:
+    assert server.process is not None
+    return [server.process.pid]  # cpu_seconds adds its workers
+
+
 def start(stack: ExitStack, data_dir: Path, url: str, workers: int,
           env: dict[str, str]) -> ServerProcess:
     server = ServerProcess(data_dir=data_dir, database_url=url, workers=workers, env=env).start()
@@ -404,9 +433,9 @@ def run(args: argparse.Namespace) -> None:
             echo = Echo(1)
             phase.callback(echo.stop)
             echo_get = measure(clients, args, "echo, 1 process: GetProfile", echo.addr,
-                               "GetProfile", customers)
+                               "GetProfile", customers, echo.pids())
             get = measure(clients, args, "singleid, 1 process: GetProfile", server.grpc_addr,
-                          "GetProfile", customers)
+                          "GetProfile", customers, server_pids(server))
         report("GetProfile, 1 server process, PostgreSQL", get, echo_get,
                target=f">= {GET_TARGET_RATIO:.0%} of baseline",
                meets_target=get.per_second >= GET_TARGET_RATIO * echo_get.per_second)
@@ -416,9 +445,9 @@ def run(args: argparse.Namespace) -> None:
             echo = Echo(2)
             phase.callback(echo.stop)
             echo_update = measure(clients, args, "echo, 2 processes: UpdateProfile", echo.addr,
-                                  "UpdateProfile", customers)
+                                  "UpdateProfile", customers, echo.pids())
             updated = measure(clients, args, "singleid, 2 processes: UpdateProfile",
-                              server.grpc_addr, "UpdateProfile", customers)
+                              server.grpc_addr, "UpdateProfile", customers, server_pids(server))
             report("UpdateProfile with its outbox event, 2 server processes, PostgreSQL",
                    updated, echo_update, target=f">= {UPDATE_TARGET_PER_SECOND:,.0f}/s",
                    meets_target=updated.per_second >= UPDATE_TARGET_PER_SECOND)
