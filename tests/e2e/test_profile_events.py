@@ -222,14 +222,14 @@ class TcpProxy:
             sink.shutdown(socket.SHUT_RDWR)
 
 
-def test_the_relay_catches_up_after_a_broker_outage(tmp_path: Path,
+def test_the_relay_catches_up_after_a_broker_outage(database_url: str, tmp_path: Path,
                                                     stream: tuple[str, str]) -> None:
     stream_name, prefix = stream
     proxy = TcpProxy((NATS_HOST, NATS_PORT))
     proxy.start()
     env = relay_env(stream_name, prefix, f"nats://127.0.0.1:{proxy.port}")
-    server = ServerProcess(data_dir=tmp_path / "data",
-                           database_url=f"sqlite:///{tmp_path / 'singleid.db'}", env=env).start()
+    server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url,
+                           env=env).start()
     try:
         with closing(CustomersClient(server.grpc_addr)) as customers:
             customers.create_product("cards", "Cards")
