@@ -3,7 +3,12 @@
 - ``singleid.services``: add gRPC servicers to the server (``singleid.server``);
 - ``singleid.commands``: return click commands for ``singleid``;
 - ``singleid.models``: modules whose mappings join the shared metadata;
-- ``singleid.http``: return Starlette routes for the HTTP app (``singleid.server.http``).
+- ``singleid.http``: return Starlette routes for the HTTP app (``singleid.server.http``);
+- ``singleid.workers``: background tasks of each ``singleid serve`` process, as
+  ``async def worker(context, stop: asyncio.Event)`` (``singleid.server.context.WorkerPlugin``),
+  started after the servers start and given the grace period to finish once ``stop`` is set;
+- ``singleid.merge_hooks``: objects with ``merged(session, survivor_id, merged_id, merge_id)``
+  and ``unmerged(...)``, called by the idp's MergeService inside the merge's own transaction.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from singleid.plugins import load_plugins
-from singleid.server.context import AppContext, ServicePlugin
+from singleid.server.context import AppContext, ServicePlugin, WorkerPlugin
 from singleid.server.http import build_app
 from singleid.server.interceptors import ErrorMappingInterceptor
 from singleid.settings import Settings
@@ -66,6 +66,25 @@ async def build_grpc_server(context: AppContext
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return server, health_servicer
+
+
+def start_workers(context: AppContext, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """Start each domain's ``singleid.workers`` background task on this loop."""
+    plugins: list[WorkerPlugin] = load_plugins("singleid.workers")
+    return [asyncio.create_task(plugin(context, stop), name=f"worker:{plugin!r}")
+            for plugin in plugins]
+
+
+async def stop_background(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Wait for stopped workers; cancel what outlives the grace period; log any failure."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=max(grace, 0.1))
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("background worker failed", exc_info=task.exception())
 
 
 def reuseport_socket(addr: str, variable: str = "") -> socket.socket:
@@ -117,6 +136,8 @@ async def serve(settings: Settings, announce: bool = True) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
+    stop_workers = asyncio.Event()
+    workers = start_workers(context, stop_workers)
     grpc_host = settings.grpc_addr.rpartition(":")[0]
     where = Listening(f"{grpc_host}:{grpc_port}", bound_addr(http_socket))
     if announce:
@@ -129,7 +150,9 @@ async def serve(settings: Settings, announce: bool = True) -> None:
              extra={"grace_seconds": settings.shutdown_grace_seconds})
     await health_servicer.enter_graceful_shutdown()
     http.should_exit = True
+    stop_workers.set()
     await server.stop(settings.shutdown_grace_seconds)
+    await stop_background(workers, settings.shutdown_grace_seconds)
     await http_task
     http_socket.close()
     await asyncio.get_running_loop().run_in_executor(None, context.close)

@@ -53,6 +53,16 @@ class HttpPlugin(Protocol):
     def __call__(self, context: AppContext) -> list[BaseRoute]: ...
 
 
+class WorkerPlugin(Protocol):
+    """A domain's ``singleid.workers`` entry point: a background task of each server process.
+
+    It runs on the process's event loop from start-up until ``stop`` is set (SIGTERM,
+    SIGINT), then has the shutdown grace period to return. It must not block the loop.
+    """
+
+    async def __call__(self, context: AppContext, stop: asyncio.Event) -> None: ...
+
+
 class ServicePlugin(Protocol):
     """A domain's ``singleid.services`` entry point: add servicers, return their full names."""
 

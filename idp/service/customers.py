@@ -139,9 +139,9 @@ class CustomerService:
                  for other in by_customer if other != customer_id}
         if not pairs:  # the common case; no need to read what was recorded before
             return False
-        known = set(session.execute(select(
+        known = {(row.other_customer_id, row.identifier_kind) for row in session.execute(select(
             models.MatchCandidate.other_customer_id, models.MatchCandidate.identifier_kind
-        ).where(models.MatchCandidate.customer_id == customer_id)).tuples())
+        ).where(models.MatchCandidate.customer_id == customer_id))}
         for other, kind in sorted(pairs - known):
             session.add(models.MatchCandidate(customer_id=customer_id, other_customer_id=other,
                                               identifier_kind=kind, status="open",

@@ -21,6 +21,12 @@ from singleid.idp import ids, models
 from singleid.idp.service import records, validation
 from singleid.idp.service.customers import EVENT_SOURCE
 from singleid.idp.service.types import CustomerState, MergeView
+from singleid.plugins import load_plugins
+
+
+def _merge_hooks() -> list[Any]:
+    """Other domains' ``singleid.merge_hooks``: called in the merge's own transaction."""
+    return load_plugins("singleid.merge_hooks")
 
 
 class MergeService:
@@ -78,6 +84,8 @@ class MergeService:
         events.emit(session, type="customer.merged.v1", source=EVENT_SOURCE, subject=survivor.id,
                     data={"merge_id": merge.id, "survivor_customer_id": survivor.id,
                           "merged_customer_id": merged.id})
+        for hook in _merge_hooks():
+            hook.merged(session, survivor.id, merged.id, merge.id)
         return _view(merge)
 
     def unmerge(self, merged_id: str, reason: str, actor: str = "",
@@ -118,6 +126,8 @@ class MergeService:
                     subject=merged.id,
                     data={"merge_id": merge.id, "survivor_customer_id": merge.survivor_id,
                           "merged_customer_id": merged.id})
+        for hook in _merge_hooks():
+            hook.unmerged(session, merge.survivor_id, merged.id, merge.id)
         return _view(merge)
 
 
@@ -139,9 +149,9 @@ def _move_accounts(session: Session, source: str, target: str) -> list[int]:
 
 def _move_identifiers(session: Session, source: str, target: str) -> list[int]:
     """Move identifiers the target lacks; duplicates stay with the alias, which still resolves."""
-    held = set(session.execute(select(
+    held = {(row.kind, row.blind_index) for row in session.execute(select(
         models.CustomerIdentifier.kind, models.CustomerIdentifier.blind_index
-    ).where(models.CustomerIdentifier.customer_id == target)).tuples())
+    ).where(models.CustomerIdentifier.customer_id == target))}
     rows = session.scalars(select(models.CustomerIdentifier).where(
         models.CustomerIdentifier.customer_id == source))
     moving = [row for row in rows if (row.kind, row.blind_index) not in held]

@@ -1,0 +1,114 @@
+"""Row-level helpers the profile services share: customers through idp, sealing, history."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from singleid.db import Database, utcnow
+from singleid.errors import Violations
+from singleid.idp.service import records, validation
+from singleid.keyring import Keyring, Sealed
+from singleid.profile import models
+from singleid.profile.catalogue import Attribute, Catalogue
+
+
+def check_customer_id(violations: Violations, value: str, field: str = "customer_id") -> None:
+    validation.customer_id(violations, field, value)
+
+
+def survivor_id(session: Session, customer_id: str, field: str = "customer_id") -> str:
+    """The active customer an ID resolves to (following merge aliases), through idp's service.
+
+    Raises NotFound (CUSTOMER_NOT_FOUND) naming ``field`` for an unknown ID.
+    """
+    return records.active_customer(session, customer_id, field).id
+
+
+def lock_profile(session: Session, customer_id: str, *, create: bool) -> models.Profile | None:
+    """The profile row, locked for this transaction (created at version 0 when asked)."""
+    row = session.get(models.Profile, customer_id, with_for_update=True)
+    if row is None and create:
+        now = utcnow()
+        row = models.Profile(customer_id=customer_id, version=0, created_at=now, updated_at=now)
+        session.add(row)
+        session.flush()  # a concurrent creator loses here; Database.run_write re-runs it
+    return row
+
+
+def open_value(keyring: Keyring, row: models.ProfileAttribute) -> Any:
+    if row.ciphertext is None:
+        return row.value
+    assert row.key_id is not None
+    return open_sealed(keyring, row.name, row.key_id, row.ciphertext)
+
+
+def open_sealed(keyring: Keyring, name: str, key_id: str, ciphertext: bytes) -> Any:
+    return json.loads(keyring.open(Sealed(key_id, ciphertext), models.attribute_purpose(name)))
+
+
+@contextmanager
+def reading(db: Database) -> Iterator[Session]:
+    """A session for a read-only request.
+
+    On PostgreSQL it runs in autocommit: each statement sees the latest committed
+    data (as it would under READ COMMITTED in a transaction) without the BEGIN and
+    COMMIT round trips. SQLite reads keep their transaction (one WAL snapshot).
+    """
+    if db.is_sqlite:
+        with db.read() as session:
+            yield session
+        return
+    with Session(_autocommit(db)) as session:
+        yield session
+
+
+def _autocommit(db: Database) -> Engine:
+    engine = _AUTOCOMMIT.get(db)
+    if engine is None:
+        engine = _AUTOCOMMIT[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
+
+
+def store_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
+                value: Any) -> None:
+    if attribute.sealed:
+        text = canonical_json(value)
+        sealed = keyring.seal_text(text, attribute.purpose)
+        row.value, row.ciphertext, row.key_id = None, sealed.ciphertext, sealed.key_id
+        row.blind_index = keyring.blind_index(text, attribute.purpose)
+    else:
+        row.value, row.ciphertext, row.key_id, row.blind_index = value, None, None, None
+
+
+def same_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
+               value: Any) -> bool:
+    if attribute.sealed:
+        return row.blind_index == keyring.blind_index(canonical_json(value), attribute.purpose)
+    return bool(row.value == value)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def record_change(session: Session, catalogue: Catalogue, *, customer_id: str, name: str,
+                  kind: str, source: str, source_time: datetime | None, version: int,
+                  old: Any = None, new: Any = None, reason: str | None = None) -> None:
+    attribute = catalogue.get(name)
+    sensitive = attribute is None or attribute.sealed
+    session.add(models.AttributeChange(
+        customer_id=customer_id, name=name, kind=kind, source=source, source_time=source_time,
+        version=version, changed_at=utcnow(), old_value=None if sensitive else old,
+        new_value=None if sensitive else new, sensitive=sensitive, redacted=False,
+        reason=reason))
