@@ -27,7 +27,7 @@ import httpx
 
 from singleid.testing import ServerProcess
 
-CALLBACK = "http://127.0.0.1:9/cb"
+CALLBACK = "http://127.0.0.1:65500/cb"  # nobody listens; a port browsers allow
 PASSWORD = "correct horse battery staple"
 
 

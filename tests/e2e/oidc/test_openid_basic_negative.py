@@ -52,7 +52,7 @@ def test_an_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(oidc: 
     client = oidc.add_client()
     _, challenge = pkce()
     with oidc.browser() as browser:
-        for uri in ("http://127.0.0.1:9/cb/evil", "http://evil.example/cb", CALLBACK + "?x=1"):
+        for uri in ("http://127.0.0.1:65500/cb/evil", "http://evil.example/cb", CALLBACK + "?x=1"):
             params = oidc.auth_params(client["client_id"], redirect_uri=uri,
                                       code_challenge=challenge, code_challenge_method="S256")
             page = browser.get("/authorize", params=params)

@@ -28,7 +28,7 @@ from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 from singleid.idp.oidc.testing import CALLBACK, Oidc, form_fields, query_of, start_oidc
 
 pytestmark = pytest.mark.slow
-LOGGED_OUT = "http://127.0.0.1:9/bye"
+LOGGED_OUT = "http://127.0.0.1:65500/bye"
 
 
 class _Backchannel(BaseHTTPRequestHandler):
