@@ -28,7 +28,7 @@ import httpx
 from singleid.testing import ServerProcess
 
 CALLBACK = "http://127.0.0.1:65500/cb"  # nobody listens; a port browsers allow
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the test logins' password
 
 
 def free_port() -> int:
@@ -62,9 +62,9 @@ class Oidc:
     counter: list[int] = field(default_factory=lambda: [0])
 
     def cli(self, *args: str, stdin: str = "") -> Any:
-        result = subprocess.run([sys.executable, "-m", "singleid", *args], input=stdin,
-                                env=self.env, capture_output=True, text=True, timeout=120,
-                                check=False)
+        result = subprocess.run(  # noqa: S603 - our own command
+            [sys.executable, "-m", "singleid", *args], input=stdin, env=self.env,
+            capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 

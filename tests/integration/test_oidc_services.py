@@ -62,7 +62,8 @@ def test_legacy_logins_attach_only_to_existing_accounts(db: Database, keyring: K
     assert first == again  # re-importing replaces, it does not duplicate
     assert logins.sign_in("a@example.com", "wrong one", "10.0.0.1").outcome is Outcome.FAILED
     asked = logins.sign_in("a@example.com", "old password", "10.0.0.1")
-    assert asked.outcome is Outcome.LEGACY_CONSENT and asked.product == "loyalty"
+    assert asked.outcome is Outcome.LEGACY_CONSENT
+    assert asked.product == "loyalty"
     assert logins.legacy_state("loyalty", "acc-1")[0][1] is None  # nothing linked yet
     assert logins.link_legacy(asked.pending_link) == registration.customer_id
     assert logins.legacy_state("loyalty", "acc-1")[0][1] is not None
@@ -81,6 +82,7 @@ def test_rotation_keeps_two_generations_published(db: Database, keyring: Keyring
     assert len(first) == 2
     keys.rotate()
     second = {k.kid for k in keys.published()}
-    assert first < second and len(second) == 4
+    assert first < second
+    assert len(second) == 4
     keys.rotate()
     assert not first & {k.kid for k in keys.published()}

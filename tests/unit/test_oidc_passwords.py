@@ -10,10 +10,11 @@ from singleid.idp.oidc.service.passwords import LegacyFormat, MalformedHash
 
 def test_argon2id_at_owasp_parameters_or_stronger() -> None:
     stored = passwords.hash_password("s3cret password")
-    kind, version, params, *_ = stored.split("$")[1:]
+    kind, _version, params, *_ = stored.split("$")[1:]
     assert kind == "argon2id"
     settings = dict(p.split("=") for p in params.split(","))
-    assert int(settings["m"]) >= 19 * 1024 and int(settings["t"]) >= 2
+    assert int(settings["m"]) >= 19 * 1024
+    assert int(settings["t"]) >= 2
     assert passwords.verify_password(stored, "s3cret password")
     assert not passwords.verify_password(stored, "s3cret passworD")
     assert not passwords.verify_password("not a hash", "s3cret password")

@@ -29,7 +29,7 @@ def _verify(oidc: Oidc, token: str) -> dict[str, object]:
 
 
 def _header_kid(token: str) -> str:
-    head = token.split(".")[0]
+    head = token.split(".", maxsplit=1)[0]
     return str(json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"])
 
 
@@ -49,8 +49,10 @@ def test_tokens_signed_before_and_after_a_rotation_both_validate(oidc: Oidc) -> 
     time.sleep(1.2)  # the signing cache notices the new generation within a second
     after = oidc.tokens_for(client, user)["id_token"]
     es_after = oidc.tokens_for(es_client, user)["id_token"]
-    assert _header_kid(after) in new_kids and _header_kid(after) != old_kid
-    assert _header_kid(es_after) in new_kids and _header_kid(es_after).startswith("es256")
+    assert _header_kid(after) in new_kids
+    assert _header_kid(after) != old_kid
+    assert _header_kid(es_after) in new_kids
+    assert _header_kid(es_after).startswith("es256")
     published = {k["kid"] for k in oidc.jwks()["keys"]}
     assert old_kid in published  # the overlap
     for token in (before, after, es_after):
@@ -67,10 +69,12 @@ def test_signing_keys_are_sealed_at_rest(oidc: Oidc) -> None:
     oidc.cli("oidc", "keys", "list")
     path = oidc.env["SINGLEID_DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT private_ciphertext, public_jwk FROM oidc_signing_keys").fetchall()
+        rows = conn.execute(
+            "SELECT private_ciphertext, public_jwk FROM oidc_signing_keys").fetchall()
     assert rows
     for ciphertext, public in rows:
-        assert b'"d"' not in ciphertext and b"kty" not in ciphertext
+        assert b'"d"' not in ciphertext
+        assert b"kty" not in ciphertext
         assert '"d"' not in public
 
 
@@ -84,14 +88,17 @@ def test_registration_on_the_page_creates_the_customer_and_signs_in(oidc: Oidc) 
         login = browser.get("/authorize", params=params)
         assert "Sign in" in login.text
         page = browser.get("/register", params=params)
-        assert page.status_code == 200 and "Create an account" in page.text
+        assert page.status_code == 200
+        assert "Create an account" in page.text
         fields = form_fields(page.text)
         short = browser.post("/register", data={**fields, "identifier": email, "name": "Max",
                                                 "password": "short"})
-        assert short.status_code == 400 and 'role="alert"' in short.text
+        assert short.status_code == 400
+        assert 'role="alert"' in short.text
         done = browser.post("/register", data={**fields, "identifier": email, "name": "Max",
                                                "password": PASSWORD})
-        assert done.status_code == 200 and 'action="/consent"' in done.text
+        assert done.status_code == 200
+        assert 'action="/consent"' in done.text
         code_reply = browser.post("/consent", data={**form_fields(done.text),
                                                     "decision": "allow"})
         code = query_of(code_reply.headers["location"])["code"]
@@ -114,7 +121,8 @@ def test_a_legacy_login_asks_first_and_refusal_links_nothing(oidc: Oidc,
     product = "shop" + secrets.token_hex(2)
     oidc.cli("products", "add", product)
     email = f"legacy-{secrets.token_hex(4)}@example.com"
-    with CustomersClient(oidc.server.grpc_addr) as customers:
+    customers = CustomersClient(oidc.server.grpc_addr)
+    with customers:
         registration = customers.register_customer(
             product, "acc-1", display_name="Old Customer",
             identifiers=[identifier(customers_pb2.IDENTIFIER_KIND_EMAIL, email)])
@@ -127,7 +135,8 @@ def test_a_legacy_login_asks_first_and_refusal_links_nothing(oidc: Oidc,
                               code_challenge_method="S256", ui_locales="en")
     with oidc.browser() as browser:
         asked = oidc.sign_in(browser, params, email, "old secret 123")
-        assert asked.status_code == 200 and 'action="/legacy"' in asked.text
+        assert asked.status_code == 200
+        assert 'action="/legacy"' in asked.text
         refused = browser.post("/legacy", data={**form_fields(asked.text),
                                                 "decision": "refuse"})
         assert "Nothing was linked" in refused.text
@@ -153,8 +162,10 @@ def test_a_legacy_login_asks_first_and_refusal_links_nothing(oidc: Oidc,
         (new_hash,) = conn.execute(
             "SELECT password_hash FROM oidc_logins WHERE customer_id = ?",
             (registration.customer_id,)).fetchone()
-    assert consented and version
-    assert old_hash is None and new_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert consented
+    assert version
+    assert old_hash is None
+    assert new_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     # Now it is an ecosystem login: no question asked.
     with oidc.browser() as browser:
         direct = oidc.sign_in(browser, params, email, "old secret 123")

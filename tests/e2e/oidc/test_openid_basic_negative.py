@@ -149,23 +149,27 @@ def test_max_age_and_prompt_are_honoured(oidc: Oidc) -> None:
         # The session is older than max_age: sign in again, or login_required when silent.
         stale = browser.get("/authorize", params=oidc.auth_params(client["client_id"],
                                                                   max_age="0", **pk))
-        assert stale.status_code == 200 and 'action="/login"' in stale.text
+        assert stale.status_code == 200
+        assert 'action="/login"' in stale.text
         stale_silent = browser.get("/authorize", params=oidc.auth_params(
             client["client_id"], max_age="0", prompt="none", **pk))
         assert query_of(stale_silent.headers["location"])["error"] == "login_required"
         relaxed = browser.get("/authorize", params=oidc.auth_params(
             client["client_id"], max_age="3600", **pk))
-        assert relaxed.status_code == 302 and "code" in query_of(relaxed.headers["location"])
+        assert relaxed.status_code == 302
+        assert "code" in query_of(relaxed.headers["location"])
         forced = browser.get("/authorize", params=oidc.auth_params(
             client["client_id"], prompt="login", **pk))
-        assert forced.status_code == 200 and 'action="/login"' in forced.text
+        assert forced.status_code == 200
+        assert 'action="/login"' in forced.text
         # After signing in again under prompt=login, the flow ends with a code (no loop).
         again = oidc.code(browser, oidc.auth_params(client["client_id"], prompt="login", **pk),
                           user)
         assert again
         consent = browser.get("/authorize", params=oidc.auth_params(
             client["client_id"], prompt="consent", **pk))
-        assert consent.status_code == 200 and 'action="/consent"' in consent.text
+        assert consent.status_code == 200
+        assert 'action="/consent"' in consent.text
 
 
 def test_a_wrong_client_secret_is_refused(oidc: Oidc) -> None:

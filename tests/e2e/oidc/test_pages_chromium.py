@@ -75,7 +75,8 @@ def _labelled(page: Any) -> None:
     """Every visible input has a label that names it (what a screen reader announces)."""
     for field in page.locator("input:not([type=hidden])").all():
         field_id = field.get_attribute("id")
-        assert field_id and page.locator(f'label[for="{field_id}"]').count() == 1
+        assert field_id
+        assert page.locator(f'label[for="{field_id}"]').count() == 1
 
 
 def test_sign_in_and_consent_in_russian(oidc: Oidc, chromium: Any,
@@ -102,7 +103,8 @@ def test_sign_in_and_consent_in_russian(oidc: Oidc, chromium: Any,
     page.get_by_role("button", name="Разрешить").click()
     assert len(landed) == 1
     returned = query_of(landed[0])
-    assert returned["state"] == params["state"] and returned["code"]
+    assert returned["state"] == params["state"]
+    assert returned["code"]
     page.context.close()
 
 
@@ -125,5 +127,6 @@ def test_registration_in_english(oidc: Oidc, chromium: Any,
     page.get_by_role("button", name="Create account").click()
     assert page.locator("h1").inner_text() == "Permission"
     page.get_by_role("button", name="Allow").click()
-    assert len(landed) == 1 and query_of(landed[0])["code"]
+    assert len(landed) == 1
+    assert query_of(landed[0])["code"]
     page.context.close()
