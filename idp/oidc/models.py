@@ -30,6 +30,8 @@ class SigningKey(Base):
     """An ID-token signing key. A rotation adds a generation; the newest two are published."""
 
     __tablename__ = "oidc_signing_keys"
+    # Two processes creating the first keys (or rotating) at once: one wins, one retries.
+    __table_args__ = (UniqueConstraint("generation", "alg"),)
     __encrypted__ = (
         EncryptedColumn("private_ciphertext", "private_key_id",
                         lambda row: signing_key_purpose(row.kid)),

@@ -93,7 +93,8 @@ def upgrade() -> None:
     sa.Column('private_ciphertext', sa.LargeBinary(), nullable=False),
     sa.Column('private_key_id', sa.String(length=32), nullable=False),
     sa.Column('created_at', singleid.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('kid', name=op.f('pk_oidc_signing_keys'))
+    sa.PrimaryKeyConstraint('kid', name=op.f('pk_oidc_signing_keys')),
+    sa.UniqueConstraint('generation', 'alg', name=op.f('uq_oidc_signing_keys_generation_alg'))
     )
     with op.batch_alter_table('oidc_signing_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_oidc_signing_keys_generation'), ['generation'], unique=False)

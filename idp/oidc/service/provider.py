@@ -13,6 +13,7 @@ its code, or a replayed refresh token, revokes the whole grant.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -58,6 +59,9 @@ from singleid.idp.oidc.service.keys import ALGORITHMS, SigningKeys
 from singleid.idp.oidc.service.sessions import SessionService, SessionView
 from singleid.idp.service import records
 from singleid.keyring import Keyring, Sealed
+
+# Authlib logs whole token responses at DEBUG; tokens never go to our logs.
+logging.getLogger("authlib").setLevel(logging.INFO)
 
 CODE_TTL = timedelta(seconds=60)
 ACCESS_TOKEN_SECONDS = 3600

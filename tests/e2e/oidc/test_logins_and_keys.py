@@ -203,3 +203,51 @@ def test_private_key_jwt_client_authentication(oidc: Oidc, tmp_path: Path) -> No
         "iat": now, "exp": now + 60, "jti": "x"}, other)
     bad = httpx.post(oidc.url("/token"), data={**form, "client_assertion": forged}, timeout=30)
     assert bad.json()["error"] == "invalid_client"
+
+
+def test_the_admin_grpc_service_registers_clients_and_rotates_keys(oidc: Oidc) -> None:
+    import grpc  # noqa: PLC0415
+
+    from singleid.v1 import oidc_pb2, oidc_pb2_grpc  # noqa: PLC0415
+
+    with grpc.insecure_channel(oidc.server.grpc_addr) as channel:
+        admin = oidc_pb2_grpc.OidcAdminServiceStub(channel)
+        created = admin.CreateOidcClient(oidc_pb2.CreateOidcClientRequest(
+            client_id="grpc-made", redirect_uris=[CALLBACK]), timeout=30)
+        assert created.client.name == "oidcClients/grpc-made"
+        assert created.client_secret
+        assert list(created.client.grant_types) == ["authorization_code", "refresh_token"]
+        with pytest.raises(grpc.RpcError) as invalid:
+            admin.CreateOidcClient(oidc_pb2.CreateOidcClientRequest(
+                client_id="grpc-bad", redirect_uris=[CALLBACK], grant_types=["password"]),
+                timeout=30)
+        assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as taken:
+            admin.CreateOidcClient(oidc_pb2.CreateOidcClientRequest(
+                client_id="grpc-made", redirect_uris=[CALLBACK]), timeout=30)
+        assert taken.value.code() is grpc.StatusCode.ALREADY_EXISTS
+        rotated = admin.RotateSigningKeys(oidc_pb2.RotateSigningKeysRequest(), timeout=30)
+        assert {k.alg for k in rotated.created} == {"RS256", "ES256"}
+        assert len(rotated.published) == 4
+    grpc_client = {"client_id": "grpc-made", "client_secret": created.client_secret}
+    user, _ = oidc.add_login()
+    assert oidc.tokens_for(grpc_client, user)["id_token"]
+
+
+def test_id_token_hint_and_login_hint(oidc: Oidc) -> None:
+    client = oidc.add_client()
+    first, _ = oidc.add_login()
+    second, _ = oidc.add_login()
+    hint_for_second = oidc.tokens_for(client, second)["id_token"]
+    with oidc.browser() as browser:
+        prefilled = browser.get("/authorize", params=oidc.auth_params(
+            client["client_id"], login_hint=first))
+        assert f'value="{first}"' in prefilled.text
+        oidc.code(browser, oidc.auth_params(client["client_id"]), first)
+        # The session is the first customer's; a hint naming the second needs a new login.
+        silent = browser.get("/authorize", params=oidc.auth_params(
+            client["client_id"], prompt="none", id_token_hint=hint_for_second))
+        assert query_of(silent.headers["location"])["error"] == "login_required"
+        garbage = browser.get("/authorize", params=oidc.auth_params(
+            client["client_id"], id_token_hint="not.a.token"))
+        assert query_of(garbage.headers["location"])["error"] == "invalid_request"
