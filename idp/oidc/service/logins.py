@@ -170,7 +170,7 @@ class LoginService:
         with self._db.read() as session:
             login = self._login(session, canonical.kind, index)
             login_view = (login.id, login.customer_id, login.password_hash,
-                          login.locked_until) if login else None
+                          login.locked_until, login.failed_attempts) if login else None
             legacy = [] if login else [
                 (r.id, LegacyFormat(r.hash_format), r.password_hash, r.locked_until,
                  r.product_code)
@@ -179,11 +179,12 @@ class LoginService:
                     models.LegacyLogin.blind_index == index,
                     models.LegacyLogin.consented_at.is_(None)))]
         if login_view is not None:
-            login_id, customer_id, stored, locked_until = login_view
+            login_id, customer_id, stored, locked_until, failures = login_view
             if locked_until is not None and locked_until > now:
                 return SignIn(Outcome.LOCKED)
             if passwords.verify_password(stored, password):
-                self._succeeded(models.Login, login_id)
+                if failures or locked_until is not None:  # no write for the common case
+                    self._succeeded(models.Login, login_id)
                 return SignIn(Outcome.OK, customer_id=customer_id)
             locked = self._failed(models.Login, login_id, address_index, customer_id)
             return SignIn(Outcome.LOCKED if locked else Outcome.FAILED)

@@ -508,8 +508,6 @@ class Provider:
             error.state = state
             return self._authorize_error(request, error)
         reply = self.server.create_authorization_response(request, grant_user=user, grant=grant)
-        if user.sid:
-            self.sessions.add_client(user.sid, request.client.client_id)
         return self._outcome(request, reply)
 
     def deny(self, request: FormRequest) -> AuthorizeOutcome:
@@ -601,6 +599,9 @@ class Provider:
                 code_challenge_method=data.get("code_challenge_method"),
                 auth_time=user.auth_time, acr=user.acr, amr=list(user.amr), sid=user.sid,
                 expires_at=now + CODE_TTL))
+            if user.sid:  # the session now involves this client: tell it at logout
+                session.merge(models.SessionClient(sid=user.sid,
+                                                   client_id=request.client.client_id))
 
     def find_code(self, code: str, client: OidcClient) -> CodeRecord | None:
         now = utcnow()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from singleid.db import Database, utcnow
 from singleid.idp.oidc import models
@@ -69,12 +68,6 @@ class SessionService:
                                 .where(models.BrowserSession.digest == _digest(cookie))
                                 .values(last_seen_at=now))
         return view
-
-    def add_client(self, sid: str, client_id: str) -> None:
-        def apply(session: Session) -> None:
-            if session.get(models.SessionClient, (sid, client_id)) is None:
-                session.add(models.SessionClient(sid=sid, client_id=client_id))
-        self._db.run_write(apply)
 
     def end(self, cookie: str | None) -> tuple[SessionView, list[str]] | None:
         """End the session; return it and the IDs of the clients it gave tokens to."""
