@@ -208,6 +208,7 @@ def figure(name: str, measured: dict[str, Any], unit: str, baseline: dict[str, A
               # Load-independent: completed requests per CPU-second the server used, i.e.
               # what one process does with a whole core to itself.
               "per_server_cpu_second": round(measured["per_server_cpu_second"], 1),
+              "baseline_per_server_cpu_second": round(baseline["per_server_cpu_second"], 1),
               "errors": measured["errors"], "target": f">= {target:g}/s per process",
               "meets_target": value >= target, "server_processes": 1,
               "database": options.database, "clients": options.clients,
