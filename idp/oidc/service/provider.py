@@ -47,7 +47,7 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from singleid import events
@@ -639,19 +639,19 @@ class Provider:
             old: TokenRecord = request.refresh_token
             grant_id, spent = old.grant_id, ("refresh", old.id)
         refresh = token.get("refresh_token")
-        row = models.Token(
-            grant_id=grant_id, client_id=client.client_id,
-            customer_id=user.customer_id if user else None, scope=token.get("scope", ""),
-            access_digest=digest(token["access_token"]),
-            refresh_digest=digest(refresh) if refresh else None, issued_at=now,
-            access_expires_at=now + timedelta(seconds=int(token.get("expires_in",
-                                                                    ACCESS_TOKEN_SECONDS))),
-            refresh_expires_at=now + REFRESH_TOKEN_TTL if refresh else None)
+        row = {
+            "grant_id": grant_id, "client_id": client.client_id,
+            "customer_id": user.customer_id if user else None, "scope": token.get("scope", ""),
+            "access_digest": digest(token["access_token"]),
+            "refresh_digest": digest(refresh) if refresh else None, "issued_at": now,
+            "access_expires_at": now + timedelta(seconds=int(token.get("expires_in",
+                                                                       ACCESS_TOKEN_SECONDS))),
+            "refresh_expires_at": now + REFRESH_TOKEN_TTL if refresh else None}
 
         def apply(session: Session) -> bool:
             if spent is not None and not self._spend(session, spent, now):
                 return False
-            session.add(row)
+            session.execute(insert(models.Token).values(**row))
             return True
 
         if not self.db.run_write(apply):
@@ -697,20 +697,24 @@ class Provider:
     def _token_by(self, column: Any, value: str, kind: str) -> tuple[TokenRecord | None, bool]:
         if not value or len(value) > 512:
             return None, False
-        with self.db.read() as session:
-            found = session.execute(
-                select(models.Token, models.Grant.revoked_at)
-                .outerjoin(models.Grant, models.Grant.id == models.Token.grant_id)
-                .where(column == digest(value))).one_or_none()
-            if found is None:
-                return None, False
-            row, grant_revoked_at = found
-            used = kind == "refresh_token" and row.refresh_used_at is not None
-            expires = row.access_expires_at if kind == "access_token" else row.refresh_expires_at
-            assert expires is not None
-            revoked = row.revoked_at is not None or grant_revoked_at is not None or used
-            return TokenRecord(row.id, kind, row.grant_id, row.client_id, row.customer_id,
-                               row.scope, row.issued_at, expires, revoked), used
+        token, grant = models.Token, models.Grant
+        # Plain columns on a connection: this is on every token request's path.
+        statement = (select(token.id, token.grant_id, token.client_id, token.customer_id,
+                            token.scope, token.issued_at, token.access_expires_at,
+                            token.refresh_expires_at, token.refresh_used_at, token.revoked_at,
+                            grant.revoked_at.label("grant_revoked_at"))
+                     .outerjoin(grant, grant.id == token.grant_id)
+                     .where(column == digest(value)))
+        with self.db.engine.connect() as connection:
+            row = connection.execute(statement).one_or_none()
+        if row is None:
+            return None, False
+        used = kind == "refresh_token" and row.refresh_used_at is not None
+        expires = row.access_expires_at if kind == "access_token" else row.refresh_expires_at
+        assert expires is not None
+        revoked = row.revoked_at is not None or row.grant_revoked_at is not None or used
+        return TokenRecord(row.id, kind, row.grant_id, row.client_id, row.customer_id,
+                           row.scope, row.issued_at, expires, revoked), used
 
     def revoke(self, token: TokenRecord) -> None:
         """RFC 7009: a refresh token takes its whole grant with it; an access token itself."""
