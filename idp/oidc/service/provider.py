@@ -586,7 +586,7 @@ class Provider:
         data = request.payload.data
         now = utcnow()
         grant_id = secrets.token_hex(16)
-        with self.db.write() as session:
+        def apply(session: Session) -> None:
             session.add(models.Grant(id=grant_id, client_id=request.client.client_id,
                                      customer_id=user.customer_id, sid=user.sid,
                                      scope=request.scope or "", created_at=now))
@@ -602,6 +602,10 @@ class Provider:
             if user.sid:  # the session now involves this client: tell it at logout
                 session.merge(models.SessionClient(sid=user.sid,
                                                    client_id=request.client.client_id))
+
+        # A concurrent code for the same session and client may insert the same
+        # session-client row first; the retry then finds it.
+        self.db.run_write(apply)
 
     def find_code(self, code: str, client: OidcClient) -> CodeRecord | None:
         now = utcnow()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -41,6 +42,9 @@ def chromium() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                              headless=True)
+        installed = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True,
+                                   timeout=60, check=True).stdout
+        assert browser.version in installed  # Debian's build, not a downloaded one
         yield browser
         browser.close()
 
@@ -52,7 +56,8 @@ def relying_party() -> Iterator[tuple[str, list[str]]]:
 
     class Callback(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            landed.append(self.path)
+            if self.path.startswith("/cb"):  # not the browser's /favicon.ico
+                landed.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
