@@ -149,9 +149,15 @@ def start_oidc(data_dir: Path, database_url: str = "", workers: int = 1,
     issuer = f"http://127.0.0.1:{port}"
     database_url = database_url or f"sqlite:///{data_dir / 'singleid.db'}"
     extra = {"SINGLEID_HTTP_ADDR": f"127.0.0.1:{port}", "SINGLEID_ISSUER": issuer,
-             "SINGLEID_LOG_LEVEL": "WARNING", **(extra_env or {})}
-    server = ServerProcess(data_dir=data_dir, database_url=database_url, env=extra,
-                           workers=workers).start()
+             # Several workers are seen starting by their INFO "serving" lines.
+             "SINGLEID_LOG_LEVEL": "WARNING" if workers == 1 else "INFO", **(extra_env or {})}
     env = {**os.environ, "SINGLEID_DATA_DIR": str(data_dir),
            "SINGLEID_DATABASE_URL": database_url, **extra}
-    return Oidc(server, issuer, env)
+    oidc = Oidc(ServerProcess(data_dir=data_dir, database_url=database_url, env=extra,
+                              workers=workers), issuer, env)
+    if workers > 1:
+        # Create the development key ring, the schema and the signing keys once, before
+        # several workers would race to create them.
+        oidc.cli("oidc", "keys", "list")
+    oidc.server.start()
+    return oidc
