@@ -437,7 +437,7 @@ class Provider:
                                       "client_credentials"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": list(ALGORITHMS),
-            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "token_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
