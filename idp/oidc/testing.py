@@ -159,5 +159,9 @@ def start_oidc(data_dir: Path, database_url: str = "", workers: int = 1,
         # Create the development key ring, the schema and the signing keys once, before
         # several workers would race to create them.
         oidc.cli("oidc", "keys", "list")
-    oidc.server.start()
+    try:
+        oidc.server.start()
+    except RuntimeError:
+        oidc.server.kill()  # a worker that never came up must not outlive the run
+        raise
     return oidc
