@@ -54,11 +54,27 @@ class Settings(BaseSettings):
         description="Worker threads per process for synchronous work (database calls).",
     )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    issuer: str = Field(
+        default="",
+        description="The OpenID Connect issuer URL; empty means http://<SINGLEID_HTTP_ADDR>.",
+    )
 
     @field_validator("grpc_addr", "http_addr")
     @classmethod
     def _check_addr(cls, value: str) -> str:
         return _host_port(value)
+
+    @field_validator("issuer")
+    @classmethod
+    def _check_issuer(cls, value: str) -> str:
+        bad_scheme = bool(value) and not value.startswith(("https://", "http://"))
+        if bad_scheme or "?" in value or "#" in value:
+            raise ValueError("expected an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def effective_issuer(self) -> str:
+        return self.issuer or f"http://{self.http_addr}"
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,159 @@
+"""``singleid oidc …`` and ``singleid login …``: clients, signing keys and logins from the shell.
+
+Other tools drive the service through these commands, so their output is JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from singleid.errors import SingleIdError
+from singleid.idp.normalize import IdentifierKind
+from singleid.idp.oidc.service.clients import GRANT_TYPES, SCOPES, ClientService
+from singleid.idp.oidc.service.keys import SigningKeys
+from singleid.idp.oidc.service.logins import LoginService
+from singleid.idp.oidc.service.passwords import LegacyFormat
+from singleid.server.context import AppContext
+from singleid.settings import get_settings
+
+
+def commands() -> list[click.Command]:
+    """The ``singleid.commands`` entry point."""
+    return [oidc, login]
+
+
+@contextmanager
+def _context() -> Iterator[AppContext]:
+    context = AppContext.from_settings(get_settings())
+    try:
+        context.db.migrate()
+        yield context
+    except SingleIdError as exc:
+        raise click.ClickException(f"{exc.reason}: {exc.message}") from None
+    finally:
+        context.close()
+
+
+def _echo(value: Any) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    click.echo(json.dumps(value, default=str, ensure_ascii=False))
+
+
+@click.group()
+def oidc() -> None:
+    """The OpenID Connect provider: clients and signing keys."""
+
+
+@oidc.group()
+def client() -> None:
+    """Relying parties (the products that sign customers in with singleid)."""
+
+
+@client.command("add")
+@click.option("--client-id", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Exact redirect URI; repeat for several.")
+@click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
+@click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(GRANT_TYPES),
+              help="Repeat for several; default: authorization_code and refresh_token, or "
+                   "client_credentials without a redirect URI.")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
+              help="Scopes the client may ask for; default: all.")
+@click.option("--backchannel-logout-uri", default="")
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--auth-method", default="",
+              type=click.Choice(["", "client_secret_basic", "client_secret_post",
+                                 "private_key_jwt"]),
+              help="Token endpoint authentication (confidential clients).")
+@click.option("--jwks", "jwks_file", type=click.File(), default=None,
+              help="A JSON file with the client's public keys (private_key_jwt).")
+@click.option("--id-token-alg", default="RS256", type=click.Choice(["RS256", "ES256"]))
+def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
+               grant_types: tuple[str, ...], scopes: tuple[str, ...],
+               backchannel_logout_uri: str, post_logout: tuple[str, ...], auth_method: str,
+               jwks_file: Any, id_token_alg: str) -> None:
+    """Register a client; print JSON with client_id (and client_secret, shown only once)."""
+    jwks = json.load(jwks_file) if jwks_file is not None else None
+    with _context() as context:
+        created = ClientService(context.db).add(
+            client_id, redirect_uris, public=public, grant_types=grant_types, scopes=scopes,
+            backchannel_logout_uri=backchannel_logout_uri, post_logout_redirect_uris=post_logout,
+            token_endpoint_auth_method="none" if public else auth_method, jwks=jwks,
+            id_token_alg=id_token_alg)
+    result = dataclasses.asdict(created)
+    if result["client_secret"] is None:
+        del result["client_secret"]
+    _echo(result)
+
+
+@oidc.group()
+def keys() -> None:
+    """ID-token signing keys (RS256 and ES256), sealed with the key ring."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Add new signing keys; JWKS keeps publishing the previous ones (the overlap)."""
+    with _context() as context:
+        signing = SigningKeys(context.db, context.keyring)
+        signing.ensure()
+        created = signing.rotate()
+        _echo({"created": [dataclasses.asdict(k) for k in created],
+               "published": [dataclasses.asdict(k) for k in signing.published()]})
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Print the published signing keys."""
+    with _context() as context:
+        signing = SigningKeys(context.db, context.keyring)
+        signing.ensure()
+        _echo([dataclasses.asdict(k) for k in signing.published()])
+
+
+@click.group()
+def login() -> None:
+    """Ecosystem logins (phone or email and password)."""
+
+
+@login.command("add")
+@click.option("--phone", default="")
+@click.option("--email", default="")
+@click.option("--name", required=True, help="How to address the person.")
+def login_add(phone: str, email: str, name: str) -> None:
+    """Create a customer with a login; the password is read from stdin. Prints the central ID."""
+    if bool(phone) == bool(email):
+        raise click.UsageError("give exactly one of --phone and --email")
+    password = sys.stdin.readline().rstrip("\r\n")
+    with _context() as context:
+        customer_id = LoginService(context.db, context.keyring).register(
+            phone or email, password, name)
+    _echo({"customer_id": customer_id})
+
+
+@login.command("add-legacy")
+@click.option("--product", required=True)
+@click.option("--account-id", required=True)
+@click.option("--phone", default="")
+@click.option("--email", default="")
+@click.option("--format", "hash_format", required=True,
+              type=click.Choice([f.value for f in LegacyFormat]))
+def login_add_legacy(product: str, account_id: str, phone: str, email: str,
+                     hash_format: str) -> None:
+    """Attach a legacy password hash (read from stdin) to an imported product account."""
+    if bool(phone) == bool(email):
+        raise click.UsageError("give exactly one of --phone and --email")
+    password_hash = sys.stdin.readline().strip()
+    kind = IdentifierKind.PHONE if phone else IdentifierKind.EMAIL
+    with _context() as context:
+        legacy_id = LoginService(context.db, context.keyring).add_legacy_login(
+            product, account_id, kind, phone or email, hash_format, password_hash)
+    _echo({"legacy_login_id": legacy_id})

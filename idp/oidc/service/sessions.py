@@ -1,0 +1,97 @@
+"""Server-side browser sessions with idle and absolute timeouts.
+
+The cookie holds 256 random bits; the table keeps their SHA-256 digest, so a
+copy of the database does not hand out sessions. ``sid`` is the public session
+ID that ID tokens and back-channel logout tokens carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from singleid.db import Database, utcnow
+from singleid.idp.oidc import models
+
+IDLE_TIMEOUT = timedelta(minutes=30)
+ABSOLUTE_TIMEOUT = timedelta(hours=12)
+# last_seen_at is written at most this often, so that a busy session is not a write per page.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class SessionView:
+    sid: str
+    customer_id: str
+    auth_time: datetime
+    acr: str
+    amr: tuple[str, ...]
+
+
+def _digest(cookie: str) -> bytes:
+    return hashlib.sha256(cookie.encode()).digest()
+
+
+class SessionService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, customer_id: str, *, acr: str,
+               amr: tuple[str, ...]) -> tuple[str, SessionView]:
+        cookie = secrets.token_urlsafe(32)
+        now = utcnow()
+        sid = secrets.token_hex(16)
+        with self._db.write() as session:
+            session.add(models.BrowserSession(
+                digest=_digest(cookie), sid=sid, customer_id=customer_id, auth_time=now,
+                acr=acr, amr=list(amr), created_at=now, last_seen_at=now))
+        return cookie, SessionView(sid, customer_id, now, acr, amr)
+
+    def get(self, cookie: str | None, now: datetime | None = None) -> SessionView | None:
+        """The live session the cookie names, or None (unknown, ended, idle or too old)."""
+        if not cookie or len(cookie) > 100:
+            return None
+        now = now or utcnow()
+        with self._db.read() as session:
+            row = session.get(models.BrowserSession, _digest(cookie))
+            if row is None or not _alive(row, now):
+                return None
+            view = _view(row)
+            stale = now - row.last_seen_at > TOUCH_INTERVAL
+        if stale:
+            with self._db.write() as session:
+                session.execute(update(models.BrowserSession)
+                                .where(models.BrowserSession.digest == _digest(cookie))
+                                .values(last_seen_at=now))
+        return view
+
+    def end(self, cookie: str | None) -> tuple[SessionView, list[str]] | None:
+        """End the session; return it and the IDs of the clients it gave tokens to."""
+        if not cookie:
+            return None
+        now = utcnow()
+        with self._db.write() as session:
+            row = session.get(models.BrowserSession, _digest(cookie))
+            if row is None or row.ended_at is not None:
+                return None
+            row.ended_at = now
+            clients = list(session.scalars(select(models.SessionClient.client_id)
+                                           .where(models.SessionClient.sid == row.sid)))
+            view = _view(row)
+            session.execute(update(models.Grant).where(models.Grant.sid == row.sid,
+                                                       models.Grant.revoked_at.is_(None))
+                            .values(revoked_at=now))
+            return view, clients
+
+
+def _alive(row: models.BrowserSession, now: datetime) -> bool:
+    return (row.ended_at is None and now - row.last_seen_at <= IDLE_TIMEOUT
+            and now - row.created_at <= ABSOLUTE_TIMEOUT)
+
+
+def _view(row: models.BrowserSession) -> SessionView:
+    return SessionView(row.sid, row.customer_id, row.auth_time, row.acr, tuple(row.amr))
