@@ -9,17 +9,21 @@ never values.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, true, update
+from pydantic import TypeAdapter
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from singleid import events, idempotency
 from singleid.db import Database, utcnow
 from singleid.errors import (
     Aborted,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
@@ -29,6 +33,7 @@ from singleid.keyring import Keyring
 from singleid.profile import models
 from singleid.profile.catalogue import (
     SOURCE_PATTERN,
+    Attribute,
     Catalogue,
     Sensitivity,
     ValueProblem,
@@ -55,6 +60,41 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
+# The hot paths run prebuilt Core statements on a plain connection: building a
+# statement per call and loading ORM objects cost more than the query itself.
+_P, _A = models.Profile, models.ProfileAttribute
+_READ_COLUMNS = (_P.version, _P.updated_at, _A.name, _A.value, _A.ciphertext, _A.key_id,
+                 _A.source, _A.source_time, _A.version, _A.updated_at)
+READ_PROFILE = (select(*_READ_COLUMNS).select_from(_P)
+                .outerjoin(_A, _A.customer_id == _P.customer_id)
+                .where(_P.customer_id == bindparam("id")).order_by(_A.name))
+READ_PROFILE_NAMED = (select(*_READ_COLUMNS).select_from(_P)
+                      .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
+                                          _A.name.in_(bindparam("names", expanding=True))))
+                      .where(_P.customer_id == bindparam("id")).order_by(_A.name))
+# UpdateProfile: the profile row locked with the attributes being written, then Core writes.
+LOCK_PROFILE = (select(_P.version, _A.name, _A.value, _A.blind_index, _A.source_time)
+                .select_from(_P)
+                .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
+                                    _A.name.in_(bindparam("names", expanding=True))))
+                .where(_P.customer_id == bindparam("id")).with_for_update(of=_P))
+INSERT_PROFILE = insert(_P)
+BUMP_PROFILE = (update(_P).where(_P.customer_id == bindparam("id"))
+                .values(version=bindparam("version"), updated_at=bindparam("updated_at")))
+INSERT_ATTRIBUTE = insert(_A)
+UPDATE_ATTRIBUTE = (update(_A).where(_A.customer_id == bindparam("b_customer_id"),
+                                     _A.name == bindparam("b_name"))
+                    .values({c: bindparam(c) for c in (
+                        "value", "ciphertext", "key_id", "blind_index", "source",
+                        "source_time", "version", "updated_at")}))
+INSERT_CHANGE = insert(models.AttributeChange)
+INSERT_EVENT = insert(events.OutboxEvent)
+_IDEMPOTENCY = idempotency.IdempotencyRecord
+REPLAY = select(_IDEMPOTENCY.request_hash, _IDEMPOTENCY.result).where(
+    _IDEMPOTENCY.scope == bindparam("scope"), _IDEMPOTENCY.key == bindparam("key"))
+REMEMBER = insert(_IDEMPOTENCY)
+_UPDATE_RESULT: TypeAdapter[UpdateResult] = TypeAdapter(UpdateResult)
+
 
 class ProfileService:
     def __init__(self, db: Database, keyring: Keyring, catalogue: Catalogue) -> None:
@@ -74,30 +114,28 @@ class ProfileService:
         rows.check_customer_id(violations, customer_id)
         names = self._mask(violations, read_mask, "read_mask") if read_mask else None
         violations.raise_if_any()
-        attr = models.ProfileAttribute
-        with rows.reading(self._db) as session:
-            survivor = rows.survivor_id(session, customer_id)
-            # One round trip for the profile and its attributes.
-            joined = and_(attr.customer_id == models.Profile.customer_id,
-                          attr.name.in_(names) if names is not None else true())
-            found = session.execute(
-                select(models.Profile.version, models.Profile.updated_at, attr.name, attr.value,
-                       attr.ciphertext, attr.key_id, attr.source, attr.source_time, attr.version,
-                       attr.updated_at)
-                .select_from(models.Profile).outerjoin(attr, joined)
-                .where(models.Profile.customer_id == survivor).order_by(attr.name)).all()
+        with self._db.read_connection() as connection:
+            survivor = rows.survivor_on(connection, customer_id)
+            # One round trip for the profile and its attributes, on a prebuilt statement.
+            found = (connection.execute(READ_PROFILE, {"id": survivor}) if names is None else
+                     connection.execute(READ_PROFILE_NAMED, {"id": survivor, "names": names})
+                     ).all()
         attributes = []
-        for row in found:
-            attribute = self.catalogue.get(row[2]) if row[2] is not None else None
+        lookup = self.catalogue.attributes
+        keyring = self._keyring
+        for (_, _, name, stored, ciphertext, key_id, source, source_time, attr_version,
+             updated_at) in found:
+            attribute = lookup.get(name) if name is not None else None
             if attribute is None:  # no attributes yet, or retired from the catalogue
                 continue
-            if names is None and attribute.sensitivity is Sensitivity.SPECIAL:
+            sensitivity = attribute.sensitivity
+            if names is None and sensitivity is Sensitivity.SPECIAL:
                 continue
-            value = row[3] if row[4] is None else rows.open_sealed(
-                self._keyring, row[2], row[5], row[4])
+            value = stored if ciphertext is None else rows.open_sealed(
+                keyring, name, key_id, ciphertext)
             attributes.append(AttributeView(
-                name=row[2], value=value, source=row[6], source_time=row[7], version=row[8],
-                update_time=row[9], sensitivity=attribute.sensitivity.value))
+                name=name, value=value, source=source, source_time=source_time,
+                version=attr_version, update_time=updated_at, sensitivity=sensitivity.value))
         version = found[0][0] if found else 0
         return ProfileView(customer_id=survivor, requested_customer_id=customer_id,
                            resolved_from_alias=survivor != customer_id, version=version,
@@ -180,61 +218,97 @@ class ProfileService:
         request = {"customer_id": customer_id, "digest": base64.b64encode(digest).decode()}
 
         def work(session: Session) -> UpdateResult:
-            return idempotency.run_once(
-                session, f"UpdateProfile:{source}", idempotency_key, request,
-                lambda: self._apply(session, customer_id, source, normalized, expected_version,
-                                    when), UpdateResult)
+            connection = session.connection()
+            return _run_once(
+                connection, f"UpdateProfile:{source}", idempotency_key, request,
+                lambda: self._apply(connection, customer_id, source, normalized,
+                                    expected_version, when))
 
         return self._db.run_write(work)
 
-    def _apply(self, session: Session, customer_id: str, source: str, values: dict[str, Any],
-               expected_version: int | None, when: datetime) -> UpdateResult:
-        survivor = rows.survivor_id(session, customer_id)
-        attr = models.ProfileAttribute
+    def _apply(self, connection: Connection, customer_id: str, source: str,
+               values: dict[str, Any], expected_version: int | None,
+               when: datetime) -> UpdateResult:
+        survivor = rows.survivor_on(connection, customer_id)
         # One round trip: the profile row, locked, and the attributes being written.
-        found = session.execute(
-            select(models.Profile, attr).outerjoin(attr, and_(
-                attr.customer_id == models.Profile.customer_id, attr.name.in_(list(values))))
-            .where(models.Profile.customer_id == survivor)
-            .with_for_update(of=models.Profile)).all()
-        stored = {row.name: row for _, row in found if row is not None}
-        profile = found[0][0] if found else rows.lock_profile(session, survivor, create=True)
-        assert profile is not None
-        if expected_version is not None and expected_version != profile.version:
-            raise Aborted(f"the profile is at version {profile.version}, not {expected_version}",
-                          reason="STALE_VERSION", field="expected_version",
-                          metadata={"current_version": str(profile.version)})
-        updated, skipped, unchanged = [], [], []
-        version = profile.version + 1
+        found = connection.execute(LOCK_PROFILE, {"id": survivor, "names": list(values)}).all()
         now = utcnow()
+        if found:
+            current = found[0][0]
+            stored = {row[1]: row for row in found if row[1] is not None}
+        else:  # a concurrent creator loses here; Database.run_write re-runs it
+            connection.execute(INSERT_PROFILE, {"customer_id": survivor, "version": 0,
+                                                "created_at": now, "updated_at": now})
+            current, stored = 0, {}
+        if expected_version is not None and expected_version != current:
+            raise Aborted(f"the profile is at version {current}, not {expected_version}",
+                          reason="STALE_VERSION", field="expected_version",
+                          metadata={"current_version": str(current)})
+        updated, skipped, unchanged = [], [], []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        version = current + 1
         for name, value in sorted(values.items()):
             attribute = self.catalogue.attributes[name]
             row = stored.get(name)
-            if row is not None and expected_version is None and when < row.source_time:
+            if row is not None and expected_version is None and when < row[4]:
                 skipped.append(name)
                 continue
-            if row is not None and rows.same_value(self._keyring, attribute, row, value):
+            written = self._columns(attribute, row, value)
+            if written is None:
                 unchanged.append(name)
                 continue
-            old = row.value if row is not None else None
+            written |= {"source": source, "source_time": when, "version": version,
+                        "updated_at": now}
             if row is None:
-                row = models.ProfileAttribute(customer_id=survivor, name=name)
-                session.add(row)
-            rows.store_value(self._keyring, attribute, row, value)
-            row.source, row.source_time, row.version, row.updated_at = source, when, version, now
-            rows.record_change(session, self.catalogue, customer_id=survivor, name=name,
-                               kind="set", source=source, source_time=when, version=version,
-                               old=old, new=value)
+                inserts.append(written | {"customer_id": survivor, "name": name})
+            else:
+                updates.append(written | {"b_customer_id": survivor, "b_name": name})
+            sensitive = attribute.sealed
+            history.append({
+                "customer_id": survivor, "name": name, "kind": "set", "source": source,
+                "source_time": when, "version": version, "changed_at": now,
+                "old_value": None if sensitive or row is None else row[2],
+                "new_value": None if sensitive else value, "sensitive": sensitive,
+                "redacted": False, "reason": None})
             updated.append(name)
         if updated:
-            profile.version, profile.updated_at = version, now
-            events.emit(session, type=PROFILE_UPDATED, source=EVENT_SOURCE, subject=survivor,
-                        data={"customer_id": survivor, "version": version,
-                              "source_system": source,
-                              "attributes": [self._changed(n, version) for n in updated]})
-        return UpdateResult(customer_id=survivor, version=profile.version,
-                            etag=etag(survivor, profile.version), updated=updated,
+            if inserts:
+                connection.execute(INSERT_ATTRIBUTE, inserts)
+            if updates:
+                connection.execute(UPDATE_ATTRIBUTE, updates)
+            connection.execute(INSERT_CHANGE, history)
+            connection.execute(BUMP_PROFILE, {"id": survivor, "version": version,
+                                              "updated_at": now})
+            connection.execute(INSERT_EVENT, {
+                "event_id": str(uuid.uuid4()), "type": events.TYPE_PREFIX + PROFILE_UPDATED,
+                "source": EVENT_SOURCE, "subject": survivor, "time": utcnow(),
+                "published_at": None,
+                "data": {"customer_id": survivor, "version": version, "source_system": source,
+                         "attributes": [self._changed(n, version) for n in updated]}})
+            current = version
+        return UpdateResult(customer_id=survivor, version=current,
+                            etag=etag(survivor, current), updated=updated,
                             skipped=skipped, unchanged=unchanged)
+
+    def _columns(self, attribute: Attribute, row: Any, value: Any
+                 ) -> dict[str, Any] | None:
+        """The value columns to write, or None when the stored value is the same.
+
+        A sealed value is compared by its blind index, without opening the stored one.
+        """
+        if attribute.sealed:
+            text = rows.canonical_json(value)
+            index = self._keyring.blind_index(text, attribute.purpose)
+            if row is not None and row[3] == index:
+                return None
+            sealed = self._keyring.seal_text(text, attribute.purpose)
+            return {"value": None, "ciphertext": sealed.ciphertext, "key_id": sealed.key_id,
+                    "blind_index": index}
+        if row is not None and row[2] == value:
+            return None
+        return {"value": value, "ciphertext": None, "key_id": None, "blind_index": None}
 
     def _changed(self, name: str, version: int) -> dict[str, Any]:
         """What an event says of a changed attribute: never its value."""
@@ -342,6 +416,27 @@ class ProfileService:
                           "attributes": [{"name": n, "version": version} for n in erased]})
         return EraseResult(customer_id=survivor, version=version, etag=etag(survivor, version),
                            erased=erased)
+
+
+def _run_once(connection: Connection, scope: str, key: str, request: Any,
+              apply: Callable[[], UpdateResult]) -> UpdateResult:
+    """``singleid.idempotency.run_once`` on a Core connection, with the same table and rules."""
+    if not key:
+        return apply()
+    idempotency.check_key(key)
+    request_hash = idempotency.fingerprint(request)
+    stored = connection.execute(REPLAY, {"scope": scope, "key": key}).one_or_none()
+    if stored is not None:
+        if stored[0] != request_hash:
+            raise FailedPrecondition(
+                "this idempotency key was used for a different request",
+                reason="IDEMPOTENCY_KEY_REUSED", field="idempotency_key")
+        return _UPDATE_RESULT.validate_json(stored[1])
+    result = apply()
+    connection.execute(REMEMBER, {"scope": scope, "key": key, "request_hash": request_hash,
+                                  "result": _UPDATE_RESULT.dump_json(result).decode(),
+                                  "created_at": utcnow()})
+    return result
 
 
 def _page_token(violations: Violations, token: str) -> int:

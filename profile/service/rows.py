@@ -10,10 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from singleid.db import Database, utcnow
-from singleid.errors import Violations
+from singleid.errors import NotFound, Violations
 from singleid.idp.service import records, validation
 from singleid.keyring import Keyring, Sealed
 from singleid.profile import models
@@ -30,6 +31,14 @@ def survivor_id(session: Session, customer_id: str, field: str = "customer_id") 
     Raises NotFound (CUSTOMER_NOT_FOUND) naming ``field`` for an unknown ID.
     """
     return records.active_customer(session, customer_id, field).id
+
+
+def survivor_on(connection: Connection, customer_id: str, field: str = "customer_id") -> str:
+    """:func:`survivor_id` on a Core connection, with idp's prebuilt statements (hot paths)."""
+    row = connection.execute(records.CUSTOMER_LINK, {"id": customer_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"no customer {customer_id}", reason="CUSTOMER_NOT_FOUND", field=field)
+    return records.survivor_id(connection, row[0], row[1])
 
 
 def lock_profile(session: Session, customer_id: str, *, create: bool) -> models.Profile | None:
