@@ -63,21 +63,26 @@ MAX_PAGE = 1000
 # The hot paths run prebuilt Core statements on a plain connection: building a
 # statement per call and loading ORM objects cost more than the query itself.
 _P, _A = models.Profile, models.ProfileAttribute
-_READ_COLUMNS = (_P.version, _P.updated_at, _A.name, _A.value, _A.ciphertext, _A.key_id,
-                 _A.source, _A.source_time, _A.version, _A.updated_at)
-READ_PROFILE = (select(*_READ_COLUMNS).select_from(_P)
-                .outerjoin(_A, _A.customer_id == _P.customer_id)
-                .where(_P.customer_id == bindparam("id")).order_by(_A.name))
-READ_PROFILE_NAMED = (select(*_READ_COLUMNS).select_from(_P)
+# The customer link (idp's prebuilt statement, so idp keeps what an alias is) comes
+# in the same round trip; the profile is joined only when the ID is not an alias.
+_LINK = rows.CUSTOMER_LINK.subquery("link")
+_ACTIVE = and_(_P.customer_id == _LINK.c.id, _LINK.c.merged_into.is_(None))
+_READ_COLUMNS = (_LINK.c.id, _LINK.c.merged_into, _P.version, _P.updated_at, _A.name,
+                 _A.value, _A.ciphertext, _A.key_id, _A.source, _A.source_time, _A.version,
+                 _A.updated_at)
+READ_PROFILE = (select(*_READ_COLUMNS).select_from(_LINK).outerjoin(_P, _ACTIVE)
+                .outerjoin(_A, _A.customer_id == _P.customer_id).order_by(_A.name))
+READ_PROFILE_NAMED = (select(*_READ_COLUMNS).select_from(_LINK).outerjoin(_P, _ACTIVE)
                       .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
                                           _A.name.in_(bindparam("names", expanding=True))))
-                      .where(_P.customer_id == bindparam("id")).order_by(_A.name))
+                      .order_by(_A.name))
 # UpdateProfile: the profile row locked with the attributes being written, then Core writes.
+# No row: the ID is unknown, an alias, or has no profile yet (the slow path sorts it out).
 LOCK_PROFILE = (select(_P.version, _A.name, _A.value, _A.blind_index, _A.source_time)
-                .select_from(_P)
+                .select_from(_LINK).join(_P, _ACTIVE)
                 .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
                                     _A.name.in_(bindparam("names", expanding=True))))
-                .where(_P.customer_id == bindparam("id")).with_for_update(of=_P))
+                .with_for_update(of=_P))
 INSERT_PROFILE = insert(_P)
 BUMP_PROFILE = (update(_P).where(_P.customer_id == bindparam("id"))
                 .values(version=bindparam("version"), updated_at=bindparam("updated_at")))
@@ -114,16 +119,21 @@ class ProfileService:
         rows.check_customer_id(violations, customer_id)
         names = self._mask(violations, read_mask, "read_mask") if read_mask else None
         violations.raise_if_any()
+        statement = READ_PROFILE if names is None else READ_PROFILE_NAMED
+        params: dict[str, Any] = {"id": customer_id, "names": names}
         with self._db.read_connection() as connection:
-            survivor = rows.survivor_on(connection, customer_id)
-            # One round trip for the profile and its attributes, on a prebuilt statement.
-            found = (connection.execute(READ_PROFILE, {"id": survivor}) if names is None else
-                     connection.execute(READ_PROFILE_NAMED, {"id": survivor, "names": names})
-                     ).all()
+            # One round trip for the customer link, the profile and its attributes.
+            found = connection.execute(statement, params).all()
+            if not found:
+                raise rows.customer_not_found(customer_id)
+            survivor = customer_id
+            if found[0][1] is not None:  # an alias: read the survivor's
+                survivor = rows.follow_alias(connection, found[0][0], found[0][1])
+                found = connection.execute(statement, params | {"id": survivor}).all()
         attributes = []
         lookup = self.catalogue.attributes
         keyring = self._keyring
-        for (_, _, name, stored, ciphertext, key_id, source, source_time, attr_version,
+        for (_, _, _, _, name, stored, ciphertext, key_id, source, source_time, attr_version,
              updated_at) in found:
             attribute = lookup.get(name) if name is not None else None
             if attribute is None:  # no attributes yet, or retired from the catalogue
@@ -136,11 +146,11 @@ class ProfileService:
             attributes.append(AttributeView(
                 name=name, value=value, source=source, source_time=source_time,
                 version=attr_version, update_time=updated_at, sensitivity=sensitivity.value))
-        version = found[0][0] if found else 0
+        version = found[0][2] or 0
         return ProfileView(customer_id=survivor, requested_customer_id=customer_id,
                            resolved_from_alias=survivor != customer_id, version=version,
                            etag=etag(survivor, version), attributes=attributes,
-                           update_time=found[0][1] if found else None)
+                           update_time=found[0][3])
 
     def _mask(self, violations: Violations, paths: Sequence[str], field: str) -> list[str]:
         names = []
@@ -229,9 +239,7 @@ class ProfileService:
     def _apply(self, connection: Connection, customer_id: str, source: str,
                values: dict[str, Any], expected_version: int | None,
                when: datetime) -> UpdateResult:
-        survivor = rows.survivor_on(connection, customer_id)
-        # One round trip: the profile row, locked, and the attributes being written.
-        found = connection.execute(LOCK_PROFILE, {"id": survivor, "names": list(values)}).all()
+        survivor, found = _lock(connection, customer_id, list(values))
         now = utcnow()
         if found:
             current = found[0][0]
@@ -416,6 +424,22 @@ class ProfileService:
                           "attributes": [{"name": n, "version": version} for n in erased]})
         return EraseResult(customer_id=survivor, version=version, etag=etag(survivor, version),
                            erased=erased)
+
+
+def _lock(connection: Connection, customer_id: str, names: list[str]
+          ) -> tuple[str, Sequence[Any]]:
+    """The survivor, and its profile row locked with the named attributes (none: no profile).
+
+    One round trip when the ID is not an alias and the profile exists.
+    """
+    params = {"id": customer_id, "names": names}
+    found = connection.execute(LOCK_PROFILE, params).all()
+    if found:
+        return customer_id, found
+    survivor = rows.survivor_on(connection, customer_id)  # unknown: NotFound
+    if survivor == customer_id:
+        return survivor, found
+    return survivor, connection.execute(LOCK_PROFILE, params | {"id": survivor}).all()
 
 
 def _run_once(connection: Connection, scope: str, key: str, request: Any,

@@ -33,12 +33,25 @@ def survivor_id(session: Session, customer_id: str, field: str = "customer_id") 
     return records.active_customer(session, customer_id, field).id
 
 
+# idp's prebuilt statement for a customer's (id, merged_into): the hot paths join it.
+CUSTOMER_LINK = records.CUSTOMER_LINK
+
+
 def survivor_on(connection: Connection, customer_id: str, field: str = "customer_id") -> str:
     """:func:`survivor_id` on a Core connection, with idp's prebuilt statements (hot paths)."""
-    row = connection.execute(records.CUSTOMER_LINK, {"id": customer_id}).one_or_none()
+    row = connection.execute(CUSTOMER_LINK, {"id": customer_id}).one_or_none()
     if row is None:
-        raise NotFound(f"no customer {customer_id}", reason="CUSTOMER_NOT_FOUND", field=field)
-    return records.survivor_id(connection, row[0], row[1])
+        raise customer_not_found(customer_id, field)
+    return follow_alias(connection, row[0], row[1])
+
+
+def follow_alias(connection: Connection, customer_id: str, merged_into: str | None) -> str:
+    """The active customer a CUSTOMER_LINK row resolves to, through idp's service."""
+    return records.survivor_id(connection, customer_id, merged_into)
+
+
+def customer_not_found(customer_id: str, field: str = "customer_id") -> NotFound:
+    return NotFound(f"no customer {customer_id}", reason="CUSTOMER_NOT_FOUND", field=field)
 
 
 def lock_profile(session: Session, customer_id: str, *, create: bool) -> models.Profile | None:
