@@ -6,11 +6,10 @@ bounded thread pool so the event loop never blocks.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from singleid.errors import InvalidArgument
@@ -27,6 +26,7 @@ from singleid.idp.service.types import (
     ProductAccountView,
     ProductView,
 )
+from singleid.prototime import timestamp
 from singleid.server.context import AppContext
 from singleid.v1 import admin_pb2, admin_pb2_grpc, customers_pb2, customers_pb2_grpc
 
@@ -191,25 +191,17 @@ def _identifier_input(message: customers_pb2.IdentifierInput,
                            verified=message.verified)
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _identifier(view: IdentifierView) -> customers_pb2.Identifier:
     return customers_pb2.Identifier(kind=_KIND_CODES[view.kind], masked_value=view.masked_value,
                                     verified=view.verified,
-                                    create_time=_timestamp(view.created_at))
+                                    create_time=timestamp(view.created_at))
 
 
 def _account(view: ProductAccountView) -> customers_pb2.ProductAccount:
     return customers_pb2.ProductAccount(
         name=f"products/{view.product}/accounts/{view.account_id}", product=view.product,
         account_id=view.account_id, customer_id=view.customer_id,
-        link_time=_timestamp(view.linked_at))
+        link_time=timestamp(view.linked_at))
 
 
 def _customer(view: CustomerView) -> customers_pb2.Customer:
@@ -219,7 +211,7 @@ def _customer(view: CustomerView) -> customers_pb2.Customer:
         display_name=view.display_name,
         product_accounts=[_account(a) for a in view.product_accounts],
         identifiers=[_identifier(i) for i in view.identifiers],
-        create_time=_timestamp(view.created_at), update_time=_timestamp(view.updated_at))
+        create_time=timestamp(view.created_at), update_time=timestamp(view.updated_at))
 
 
 def _masked(message: customers_pb2.Customer, mask: FieldMask | None) -> customers_pb2.Customer:
@@ -235,11 +227,11 @@ def _merge(view: MergeView) -> customers_pb2.Merge:
         name=f"merges/{view.merge_id}", merge_id=view.merge_id,
         survivor_customer_id=view.survivor_customer_id,
         merged_customer_id=view.merged_customer_id, reason=view.reason, evidence=view.evidence,
-        actor=view.actor, merge_time=_timestamp(view.merged_at),
-        unmerge_time=_timestamp(view.unmerged_at), unmerge_reason=view.unmerge_reason)
+        actor=view.actor, merge_time=timestamp(view.merged_at),
+        unmerge_time=timestamp(view.unmerged_at), unmerge_reason=view.unmerge_reason)
 
 
 def _product(view: ProductView) -> admin_pb2.Product:
     return admin_pb2.Product(name=f"products/{view.code}", code=view.code,
                              display_name=view.display_name,
-                             create_time=_timestamp(view.created_at))
+                             create_time=timestamp(view.created_at))

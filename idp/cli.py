@@ -5,48 +5,17 @@ They call the same services as the gRPC API, on the database the settings name.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
-
 import click
 
-from singleid.errors import SingleIdError
+from singleid.clitools import app_context, echo_json
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import Lookup
-from singleid.server.context import AppContext
-from singleid.settings import get_settings
 
 
 def commands() -> list[click.Command]:
     """The ``singleid.commands`` entry point."""
     return [products, customers]
-
-
-@contextmanager
-def _context() -> Iterator[AppContext]:
-    context = AppContext.from_settings(get_settings())
-    try:
-        context.db.migrate()
-        yield context
-    except SingleIdError as exc:
-        raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    finally:
-        context.close()
-
-
-def _echo_json(value: Any) -> None:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    click.echo(json.dumps(value, default=_json_default, ensure_ascii=False))
-
-
-def _json_default(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 @click.group()
@@ -59,20 +28,20 @@ def products() -> None:
 @click.option("--name", "display_name", default="", help="A human-readable name.")
 def products_add(code: str, display_name: str) -> None:
     """Register a product code (e.g. cards, loans, loyalty, messenger)."""
-    with _context() as context:
-        _echo_json(ProductService(context.db).create(code, display_name))
+    with app_context() as context:
+        echo_json(ProductService(context.db).create(code, display_name))
 
 
 @products.command("list")
 def products_list() -> None:
     """Print every product as a JSON line."""
-    with _context() as context:
+    with app_context() as context:
         service = ProductService(context.db)
         token = ""
         while True:
             page = service.list(page_token=token)
             for product in page.items:
-                _echo_json(product)
+                echo_json(product)
             token = page.next_page_token
             if not token:
                 return
@@ -95,13 +64,13 @@ def customers_resolve(customer_id: str, account: tuple[str, str] | None, kind: s
     """Find the central ID from an ID, an account, or an identifier."""
     lookup = Lookup(customer_id=customer_id, product_account=account,
                     identifier=(IdentifierKind(kind), value) if kind else None)
-    with _context() as context:
-        _echo_json(CustomerService(context.db, context.keyring).resolve(lookup))
+    with app_context() as context:
+        echo_json(CustomerService(context.db, context.keyring).resolve(lookup))
 
 
 @customers.command("get")
 @click.argument("customer_id")
 def customers_get(customer_id: str) -> None:
     """Print a customer with accounts and (masked) identifiers."""
-    with _context() as context:
-        _echo_json(CustomerService(context.db, context.keyring).get(customer_id))
+    with app_context() as context:
+        echo_json(CustomerService(context.db, context.keyring).get(customer_id))

@@ -26,6 +26,7 @@ from singleid.profile.service import (
 )
 from singleid.profile.service.notify import changes
 from singleid.profile.service.types import AttributeView, ConsentView, HistoryEntry
+from singleid.prototime import timestamp
 from singleid.server.context import AppContext
 from singleid.v1 import profile_pb2, profile_pb2_grpc
 
@@ -67,7 +68,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             name=f"customers/{view.customer_id}/profile", customer_id=view.customer_id,
             resolved_from_alias=view.resolved_from_alias, version=view.version, etag=view.etag,
             attributes=[_attribute(a) for a in view.attributes],
-            update_time=_timestamp(view.update_time))
+            update_time=timestamp(view.update_time))
 
     async def UpdateProfile(self, request: profile_pb2.UpdateProfileRequest,
                             context: Context) -> profile_pb2.UpdateProfileResponse:
@@ -151,21 +152,13 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             for event in batch:
                 yield profile_pb2.ChangeEvent(
                     id=event.id, type=event.type, source=event.source, subject=event.subject,
-                    time=_timestamp(event.time), data=_struct(event.data),
+                    time=timestamp(event.time), data=_struct(event.data),
                     resume_token=event.resume_token, cloudevent_json=event.envelope_json)
             if len(batch) < WATCH_BATCH:
                 await changes.wait(WATCH_POLL_SECONDS)
 
 
 # -- conversions ------------------------------------------------------------------
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
 
 def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
     if stamp.seconds < 0 or stamp.seconds > 253402300799:
@@ -200,15 +193,15 @@ def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
 def _attribute(view: AttributeView) -> profile_pb2.ProfileAttribute:
     return profile_pb2.ProfileAttribute(
         name=view.name, value=_value(view.value), source=view.source,
-        source_time=_timestamp(view.source_time), version=view.version,
-        update_time=_timestamp(view.update_time), sensitivity=_SENSITIVITY[view.sensitivity])
+        source_time=timestamp(view.source_time), version=view.version,
+        update_time=timestamp(view.update_time), sensitivity=_SENSITIVITY[view.sensitivity])
 
 
 def _change(entry: HistoryEntry) -> profile_pb2.AttributeChange:
     message = profile_pb2.AttributeChange(
         attribute=entry.name, kind=entry.kind, source=entry.source,
-        source_time=_timestamp(entry.source_time), version=entry.version,
-        change_time=_timestamp(entry.change_time), sensitive=entry.sensitive,
+        source_time=timestamp(entry.source_time), version=entry.version,
+        change_time=timestamp(entry.change_time), sensitive=entry.sensitive,
         redacted=entry.redacted, reason=entry.reason)
     if entry.old_value is not None:
         message.old_value.CopyFrom(_value(entry.old_value))
@@ -221,4 +214,4 @@ def _consent(view: ConsentView) -> profile_pb2.Consent:
     return profile_pb2.Consent(
         customer_id=view.customer_id, purpose=view.purpose, granted=view.granted,
         text_version=view.text_version, channel=view.channel,
-        change_time=_timestamp(view.change_time), version=view.version)
+        change_time=timestamp(view.change_time), version=view.version)

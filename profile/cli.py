@@ -18,12 +18,11 @@ from typing import IO, Any
 import click
 
 from singleid import logs
-from singleid.errors import SingleIdError
+from singleid.clitools import app_context
 from singleid.profile.catalogue import Catalogue, CatalogueError, Sensitivity, load_cached
 from singleid.profile.config import get_profile_settings
 from singleid.profile.service import ExportService, ProfileService
 from singleid.profile.service.relay import Relay, publisher_from
-from singleid.server.context import AppContext
 from singleid.settings import get_settings
 
 
@@ -37,18 +36,6 @@ def _catalogue() -> Catalogue:
         return load_cached(get_profile_settings().profile_catalogue)
     except (CatalogueError, OSError) as exc:
         raise click.ClickException(f"attribute catalogue: {exc}") from None
-
-
-@contextmanager
-def _context() -> Iterator[AppContext]:
-    context = AppContext.from_settings(get_settings())
-    try:
-        context.db.migrate()
-        yield context
-    except SingleIdError as exc:
-        raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    finally:
-        context.close()
 
 
 @click.group()
@@ -73,7 +60,7 @@ def catalogue_show() -> None:
 def profile_get(customer_id: str, attributes: tuple[str, ...]) -> None:
     """Print one profile as JSON (special attributes only when named)."""
     catalogue = _catalogue()
-    with _context() as context:
+    with app_context() as context:
         view = ProfileService(context.db, context.keyring, catalogue).get(
             customer_id, list(attributes) or None)
     click.echo(json.dumps({
@@ -105,7 +92,7 @@ def profile_export(fmt: str, output: Path | None, include_personal: bool,
         {Sensitivity.PERSONAL} if include_personal else set()) | frozenset(
         {Sensitivity.SPECIAL} if include_special else set())
     catalogue = _catalogue()
-    with _context() as context:
+    with app_context() as context:
         service = ExportService(context.db, context.keyring, catalogue)
         columns = ["customer_id", "version", "update_time", *sorted(service.columns(include))]
         total = service.count()
@@ -192,7 +179,7 @@ def relay() -> None:
     publisher = publisher_from(settings)
     if publisher is None:
         raise click.UsageError("SINGLEID_EVENT_BROKER is none: set nats or kafka")
-    with _context() as context:
+    with app_context() as context:
 
         async def run() -> None:
             stop = asyncio.Event()

@@ -8,43 +8,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from singleid.errors import SingleIdError
+from singleid.clitools import app_context, echo_json
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.oidc.service.clients import GRANT_TYPES, SCOPES, ClientService
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.idp.oidc.service.logins import LoginService
 from singleid.idp.oidc.service.passwords import LegacyFormat
-from singleid.server.context import AppContext
-from singleid.settings import get_settings
 
 
 def commands() -> list[click.Command]:
     """The ``singleid.commands`` entry point."""
     return [oidc, login]
-
-
-@contextmanager
-def _context() -> Iterator[AppContext]:
-    context = AppContext.from_settings(get_settings())
-    try:
-        context.db.migrate()
-        yield context
-    except SingleIdError as exc:
-        raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    finally:
-        context.close()
-
-
-def _echo(value: Any) -> None:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    click.echo(json.dumps(value, default=str, ensure_ascii=False))
 
 
 @click.group()
@@ -82,7 +60,7 @@ def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
                jwks_file: Any, id_token_alg: str) -> None:
     """Register a client; print JSON with client_id (and client_secret, shown only once)."""
     jwks = json.load(jwks_file) if jwks_file is not None else None
-    with _context() as context:
+    with app_context() as context:
         created = ClientService(context.db).add(
             client_id, redirect_uris, public=public, grant_types=grant_types, scopes=scopes,
             backchannel_logout_uri=backchannel_logout_uri, post_logout_redirect_uris=post_logout,
@@ -91,7 +69,7 @@ def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
     result = dataclasses.asdict(created)
     if result["client_secret"] is None:
         del result["client_secret"]
-    _echo(result)
+    echo_json(result)
 
 
 @oidc.group()
@@ -102,21 +80,21 @@ def keys() -> None:
 @keys.command("rotate")
 def keys_rotate() -> None:
     """Add new signing keys; JWKS keeps publishing the previous ones (the overlap)."""
-    with _context() as context:
+    with app_context() as context:
         signing = SigningKeys(context.db, context.keyring)
         signing.ensure()
         created = signing.rotate()
-        _echo({"created": [dataclasses.asdict(k) for k in created],
+        echo_json({"created": [dataclasses.asdict(k) for k in created],
                "published": [dataclasses.asdict(k) for k in signing.published()]})
 
 
 @keys.command("list")
 def keys_list() -> None:
     """Print the published signing keys."""
-    with _context() as context:
+    with app_context() as context:
         signing = SigningKeys(context.db, context.keyring)
         signing.ensure()
-        _echo([dataclasses.asdict(k) for k in signing.published()])
+        echo_json([dataclasses.asdict(k) for k in signing.published()])
 
 
 @click.group()
@@ -133,10 +111,10 @@ def login_add(phone: str, email: str, name: str) -> None:
     if bool(phone) == bool(email):
         raise click.UsageError("give exactly one of --phone and --email")
     password = sys.stdin.readline().rstrip("\r\n")
-    with _context() as context:
+    with app_context() as context:
         customer_id = LoginService(context.db, context.keyring).register(
             phone or email, password, name)
-    _echo({"customer_id": customer_id})
+    echo_json({"customer_id": customer_id})
 
 
 @login.command("add-legacy")
@@ -153,7 +131,7 @@ def login_add_legacy(product: str, account_id: str, phone: str, email: str,
         raise click.UsageError("give exactly one of --phone and --email")
     password_hash = sys.stdin.readline().strip()
     kind = IdentifierKind.PHONE if phone else IdentifierKind.EMAIL
-    with _context() as context:
+    with app_context() as context:
         legacy_id = LoginService(context.db, context.keyring).add_legacy_login(
             product, account_id, kind, phone or email, hash_format, password_hash)
-    _echo({"legacy_login_id": legacy_id})
+    echo_json({"legacy_login_id": legacy_id})
