@@ -76,12 +76,12 @@ READ_PROFILE_NAMED = (select(*_READ_COLUMNS).select_from(_LINK).outerjoin(_P, _A
                       .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
                                           _A.name.in_(bindparam("names", expanding=True))))
                       .order_by(_A.name))
-# UpdateProfile: the profile row locked with the attributes being written, then Core writes.
+# UpdateProfile: the profile row locked with its attributes, then Core writes. All of
+# them (at most the catalogue's few): an expanding IN list is re-rendered on every call.
 # No row: the ID is unknown, an alias, or has no profile yet (the slow path sorts it out).
 LOCK_PROFILE = (select(_P.version, _A.name, _A.value, _A.blind_index, _A.source_time)
                 .select_from(_LINK).join(_P, _ACTIVE)
-                .outerjoin(_A, and_(_A.customer_id == _P.customer_id,
-                                    _A.name.in_(bindparam("names", expanding=True))))
+                .outerjoin(_A, _A.customer_id == _P.customer_id)
                 .with_for_update(of=_P))
 INSERT_PROFILE = insert(_P)
 BUMP_PROFILE = (update(_P).where(_P.customer_id == bindparam("id"))
@@ -239,7 +239,7 @@ class ProfileService:
     def _apply(self, connection: Connection, customer_id: str, source: str,
                values: dict[str, Any], expected_version: int | None,
                when: datetime) -> UpdateResult:
-        survivor, found = _lock(connection, customer_id, list(values))
+        survivor, found = _lock(connection, customer_id)
         now = utcnow()
         if found:
             current = found[0][0]
@@ -426,20 +426,18 @@ class ProfileService:
                            erased=erased)
 
 
-def _lock(connection: Connection, customer_id: str, names: list[str]
-          ) -> tuple[str, Sequence[Any]]:
-    """The survivor, and its profile row locked with the named attributes (none: no profile).
+def _lock(connection: Connection, customer_id: str) -> tuple[str, Sequence[Any]]:
+    """The survivor, and its profile row locked with its attributes (no rows: no profile).
 
     One round trip when the ID is not an alias and the profile exists.
     """
-    params = {"id": customer_id, "names": names}
-    found = connection.execute(LOCK_PROFILE, params).all()
+    found = connection.execute(LOCK_PROFILE, {"id": customer_id}).all()
     if found:
         return customer_id, found
     survivor = rows.survivor_on(connection, customer_id)  # unknown: NotFound
     if survivor == customer_id:
         return survivor, found
-    return survivor, connection.execute(LOCK_PROFILE, params | {"id": survivor}).all()
+    return survivor, connection.execute(LOCK_PROFILE, {"id": survivor}).all()
 
 
 def _run_once(connection: Connection, scope: str, key: str, request: Any,

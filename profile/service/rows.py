@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from singleid.db import Database, utcnow
+from singleid.db import utcnow
 from singleid.errors import NotFound, Violations
 from singleid.idp.service import records, validation
 from singleid.keyring import Keyring, Sealed
 from singleid.profile import models
-from singleid.profile.catalogue import Attribute, Catalogue
+from singleid.profile.catalogue import Catalogue
 
 
 def check_customer_id(violations: Violations, value: str, field: str = "customer_id") -> None:
@@ -74,50 +70,6 @@ def open_value(keyring: Keyring, row: models.ProfileAttribute) -> Any:
 
 def open_sealed(keyring: Keyring, name: str, key_id: str, ciphertext: bytes) -> Any:
     return json.loads(keyring.open(Sealed(key_id, ciphertext), models.attribute_purpose(name)))
-
-
-@contextmanager
-def reading(db: Database) -> Iterator[Session]:
-    """A session for a read-only request.
-
-    On PostgreSQL it runs in autocommit: each statement sees the latest committed
-    data (as it would under READ COMMITTED in a transaction) without the BEGIN and
-    COMMIT round trips. SQLite reads keep their transaction (one WAL snapshot).
-    """
-    if db.is_sqlite:
-        with db.read() as session:
-            yield session
-        return
-    with Session(_autocommit(db)) as session:
-        yield session
-
-
-def _autocommit(db: Database) -> Engine:
-    engine = _AUTOCOMMIT.get(db)
-    if engine is None:
-        engine = _AUTOCOMMIT[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
-
-
-_AUTOCOMMIT: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
-
-
-def store_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
-                value: Any) -> None:
-    if attribute.sealed:
-        text = canonical_json(value)
-        sealed = keyring.seal_text(text, attribute.purpose)
-        row.value, row.ciphertext, row.key_id = None, sealed.ciphertext, sealed.key_id
-        row.blind_index = keyring.blind_index(text, attribute.purpose)
-    else:
-        row.value, row.ciphertext, row.key_id, row.blind_index = value, None, None, None
-
-
-def same_value(keyring: Keyring, attribute: Attribute, row: models.ProfileAttribute,
-               value: Any) -> bool:
-    if attribute.sealed:
-        return row.blind_index == keyring.blind_index(canonical_json(value), attribute.purpose)
-    return bool(row.value == value)
 
 
 def canonical_json(value: Any) -> str:
