@@ -21,6 +21,7 @@ from singleid.idp import ids, models
 from singleid.idp.normalize import Canonical, IdentifierKind
 from singleid.idp.service import records, validation
 from singleid.idp.service.types import (
+    AccountInput,
     CustomerState,
     CustomerView,
     IdentifierInput,
@@ -79,6 +80,29 @@ class CustomerService:
                 Registration)
 
         return self._db.run_write(work)
+
+    def register_many(self, product: str, accounts: Sequence[AccountInput]
+                      ) -> list[Registration]:
+        """Register many accounts of one product in one transaction (legacy imports).
+
+        Each account is registered exactly as :meth:`register` would (idempotent
+        on product and account ID, the same attach rule); the whole batch commits
+        or none of it does, so a caller validates its rows first.
+        """
+        violations = Violations()
+        validation.product_code(violations, "product", product)
+        checked: list[tuple[str, list[_Given], str]] = []
+        for index, item in enumerate(accounts):
+            validation.text(violations, f"accounts[{index}].account_id", item.account_id,
+                            limit=validation.MAX_ACCOUNT_ID, required=True)
+            validation.text(violations, f"accounts[{index}].display_name", item.display_name,
+                            limit=validation.MAX_DISPLAY_NAME)
+            checked.append((item.account_id, self._identifiers(violations, item.identifiers),
+                            item.display_name))
+        violations.raise_if_any()
+        return self._db.run_write(lambda session: [
+            self._register(session, product, account_id, given, display_name)
+            for account_id, given, display_name in checked])
 
     def _register(self, session: Session, product: str, account_id: str,
                   given: list[_Given], display_name: str) -> Registration:

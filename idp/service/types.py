@@ -31,6 +31,15 @@ class IdentifierInput:
 
 
 @dataclass(frozen=True)
+class AccountInput:
+    """One account of a batch registration (``CustomerService.register_many``)."""
+
+    account_id: str
+    identifiers: tuple[IdentifierInput, ...] = ()
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
 class IdentifierView:
     kind: IdentifierKind
     masked_value: str
