@@ -90,15 +90,21 @@ TABLE = """
 """
 
 
-def _parse(text: str) -> dict[str, str]:
-    table: dict[str, str] = {}
+def _parse(text: str) -> dict[str, tuple[str, ...]]:
+    table: dict[str, list[str]] = {}
     for line in text.strip().splitlines():
         full, _, rest = line.partition(":")
         full = full.strip().replace("ё", "е")
-        table.setdefault(full, full)
+        table.setdefault(full, [])
+        if full not in table[full]:
+            table[full].insert(0, full)
         for short in rest.split():
-            table.setdefault(short.replace("ё", "е"), full)
-    return table
+            forms = table.setdefault(short.replace("ё", "е"), [])
+            if full not in forms:
+                forms.append(full)
+    return {name: tuple(forms) for name, forms in table.items()}
 
 
-FULL_FORM: dict[str, str] = _parse(TABLE)
+# Every full form a name may stand for, the likeliest first (Тима: Тимофей or Тимур).
+FULL_FORMS: dict[str, tuple[str, ...]] = _parse(TABLE)
+FULL_FORM: dict[str, str] = {name: forms[0] for name, forms in FULL_FORMS.items()}

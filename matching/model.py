@@ -58,7 +58,8 @@ def _first_name(a: Features, b: Features) -> int:
         return NULL
     if a.first == b.first:
         return 0
-    if a.first_full == b.first_full or a.first_skel == b.first_skel:
+    if (a.first_full == b.first_full or a.first_skel == b.first_skel
+            or a.first_forms & b.first_forms):
         return 1  # Саша ~ Александр, Yuliya ~ Юлия
     if _jw(a.first_skel, b.first_skel) >= 0.88 or _jw(a.first_full, b.first_full) >= 0.88:
         return 2
@@ -295,7 +296,7 @@ def _probability(weight: float) -> float:
         return 1.0
     if weight < -60:
         return 0.0
-    odds = 2.0 ** weight
+    odds: float = 2.0 ** weight
     return odds / (1 + odds)
 
 
@@ -310,7 +311,8 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
     - FIRST_NAMES_DIFFER: first names that are not one name in any spelling or
       diminutive (twins and family members share everything else);
     - GENDERS_DIFFER: the patronymics (or surname forms) say different genders;
-    - NO_SHARED_IDENTIFIER: nothing but names and dates agree (namesakes do).
+    - NO_SHARED_IDENTIFIER: no phone, email or passport agrees, and neither does
+      the address: names, dates and a city alone are what namesakes share.
     """
     by = dict(zip((c.name for c in COMPARISONS), levels, strict=True))
     rules = []
@@ -322,7 +324,7 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
         rules.append("FIRST_NAMES_DIFFER")
     if Gender.UNKNOWN not in (a.gender, b.gender) and a.gender != b.gender:
         rules.append("GENDERS_DIFFER")
-    if not any(by[name] == 0 for name in STRONG_IDENTIFIERS):
+    if not any(by[name] == 0 for name in STRONG_IDENTIFIERS) and by["address"] != 0:
         rules.append("NO_SHARED_IDENTIFIER")
     return rules
 
@@ -353,9 +355,9 @@ def estimate_u(features: Sequence[Features], *, sample: int = U_SAMPLE_PAIRS,
                seed: int = 7) -> dict[str, list[float]]:
     """u from random pairs: among random pairs almost none is a match."""
     n = len(features)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - sampling pairs, not secrets
     count = min(sample, n * (n - 1) // 2)
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     while len(pairs) < count:
         i, j = rng.randrange(n), rng.randrange(n)
         if i != j:

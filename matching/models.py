@@ -18,7 +18,7 @@ from singleid.db import Base, EncryptedColumn
 ID_LENGTH = 26
 KEY_ID_LENGTH = 32
 PERSON_PURPOSE = "matching.person"
-PASSWORD_PURPOSE = "matching.legacy_password_hash"
+PASSWORD_PURPOSE = "matching.legacy_password_hash"  # noqa: S105 - a label, not a secret
 MODEL_PURPOSE = "matching.model"
 BLOCK_PURPOSE = "matching.block"
 CONTENT_PURPOSE = "matching.content"

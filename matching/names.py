@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from singleid.matching import translit
-from singleid.matching.diminutives import FULL_FORM
+from singleid.matching.diminutives import FULL_FORM, FULL_FORMS
 
 _SPACES = re.compile(r"\s+")
 _HYPHEN_SPACES = re.compile(r"\s*[-\u2010-\u2015\u2212]+\s*")
@@ -79,7 +79,7 @@ class FullName:
     middle: str
 
 
-def split_full_name(raw: str) -> FullName:
+def split_full_name(raw: str) -> FullName:  # noqa: PLR0911 - one return per shape
     """One "ФИО" string into its parts, by where the patronymic stands.
 
     "Иванов Иван Иванович" (official order), "Иван Иванович Иванов" (spoken
@@ -99,8 +99,8 @@ def split_full_name(raw: str) -> FullName:
     if len(words) >= 3 and is_patronymic(words[1]):
         return FullName(" ".join(words[2:]), words[0], words[1])
     if len(words) == 2:
-        if canonical_first_name(words[1]) in FULL_FORM and not (
-                canonical_first_name(words[0]) in FULL_FORM):
+        second_is_name = canonical_first_name(words[1]) in FULL_FORM
+        if second_is_name and canonical_first_name(words[0]) not in FULL_FORM:
             return FullName(words[0], words[1], "")
         return FullName(words[1], words[0], "")
     return FullName(words[0], words[1], " ".join(words[2:]))
@@ -124,6 +124,18 @@ def canonical_first_name(name: str) -> str:
         if by_skeleton:
             return by_skeleton
     return normal
+
+
+def full_forms(name: str) -> tuple[str, ...]:
+    """Every full form a first name may stand for: Тима → (тимофей, тимур); Иван → (иван,)."""
+    canonical = canonical_first_name(name)
+    if not canonical:
+        return ()
+    normal = normalize_name(name)
+    for key in (normal, translit.to_cyrillic(normal), canonical):
+        if key in FULL_FORMS:
+            return FULL_FORMS[key]
+    return (canonical,)
 
 
 _BY_SKELETON: dict[str, str] = {}

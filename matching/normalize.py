@@ -103,9 +103,7 @@ def birth_date(raw: str, *, today: date | None = None, field: str = "birth_date"
         return None
     today = today or date.today()
     year = month = day = 0
-    if m := _ISO.fullmatch(text):
-        year, month, day = int(m[1]), int(m[2]), int(m[3])
-    elif m := _COMPACT.fullmatch(text):
+    if (m := _ISO.fullmatch(text)) or (m := _COMPACT.fullmatch(text)):
         year, month, day = int(m[1]), int(m[2]), int(m[3])
     elif m := _DMY.fullmatch(text):
         day, month, year = int(m[1]), int(m[2]), int(m[3])
@@ -122,7 +120,7 @@ def birth_date(raw: str, *, today: date | None = None, field: str = "birth_date"
         value = date(year, month, day)
     except ValueError:
         raise FieldError(field, "INVALID_DATE", "no such calendar date") from None
-    if not EARLIEST_BIRTH_YEAR <= value.year or value > today:
+    if not value.year >= EARLIEST_BIRTH_YEAR or value > today:
         raise FieldError(field, "IMPLAUSIBLE_DATE", "outside 1900 to today")
     return value
 

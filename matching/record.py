@@ -103,6 +103,7 @@ class Features:
     person: Person
     first: str
     first_full: str        # the full form of the first name (Саша -> александр), skeleton
+    first_forms: frozenset[str]  # every full form it may stand for (Тима: Тимофей, Тимур)
     first_skel: str
     last: str
     last_skel: str
@@ -117,6 +118,8 @@ class Features:
         return cls(
             person=person, first=person.first_name,
             first_full=translit.skeleton(full) if full else "",
+            first_forms=frozenset(translit.skeleton(f) for f in names.full_forms(
+                person.first_name)),
             first_skel=translit.skeleton(person.first_name),
             last=person.last_name, last_skel=translit.skeleton(person.last_name),
             last_phon=translit.phonetic(person.last_name),

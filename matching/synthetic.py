@@ -118,7 +118,7 @@ def _patronymic(father: str, female: bool) -> str:
 
 class Generator:
     def __init__(self, seed: int = 1) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
         self._ids = 0
         self._used_phones: set[str] = set()
         self._used_passports: set[str] = set()

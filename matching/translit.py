@@ -118,9 +118,10 @@ def skeleton(text: str) -> str:
     latin = "".join(c for c in latin if "a" <= c <= "z" or c == " ")
     words = []
     for word in latin.split():
+        key = word
         for pattern, replacement in _SKELETON_RULES:
-            word = pattern.sub(replacement, word)
-        words.append(word)
+            key = pattern.sub(replacement, key)
+        words.append(key)
     return " ".join(words)
 
 

@@ -79,7 +79,8 @@ def _pairs(groups: dict[str, list[int]]) -> set[tuple[int, int]]:
     return {(a, b) for members in groups.values() for a, b in combinations(sorted(members), 2)}
 
 
-def evaluate(path: Path, *, truth_column: str, hard_negative_column: str = "",
+def evaluate(  # noqa: PLR0915 - one linear procedure
+        path: Path, *, truth_column: str, hard_negative_column: str = "",
              encoding: str = "utf-8", settings: MatchSettings | None = None,
              progress: Callable[[str], None] = lambda _m: None) -> EvaluationReport:
     with path.open(newline="", encoding=encoding) as stream:

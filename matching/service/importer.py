@@ -12,6 +12,7 @@ skipped.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -25,7 +26,13 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from singleid.db import Database, utcnow
-from singleid.errors import AlreadyExists, InvalidArgument, SingleIdError
+from singleid.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SingleIdError,
+)
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import AccountInput, IdentifierInput
@@ -101,8 +108,8 @@ def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, s
              ) -> Iterator[Parsed]:
     """CSV rows, streamed; a line that cannot be decoded or parsed becomes a Reject."""
     mapping = mapping or {}
-    text = codecs.getreader(encoding)(stream, errors="strict")
-    lines = _numbered_lines(text)
+    text = codecs.getreader(encoding)(stream, "strict")
+    lines = _numbered_lines(text, stream)
     try:
         first = next(lines)
     except StopIteration:
@@ -132,7 +139,8 @@ def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, s
         yield number, LegacyRow.from_mapping(dict(zip(header, values, strict=True)))
 
 
-def _numbered_lines(text: codecs.StreamReader) -> Iterator[tuple[int, str]]:
+def _numbered_lines(text: codecs.StreamReader, raw_stream: IO[bytes]
+                    ) -> Iterator[tuple[int, str]]:
     """Physical lines with their numbers; a line that does not decode gives -number."""
     number = 0
     while True:
@@ -142,7 +150,7 @@ def _numbered_lines(text: codecs.StreamReader) -> Iterator[tuple[int, str]]:
         except UnicodeDecodeError:
             # Skip the rest of the undecodable line in the underlying bytes.
             text.reset()
-            raw = text.stream.readline()
+            raw = raw_stream.readline()
             if not raw:
                 return
             yield -number, ""
@@ -201,40 +209,25 @@ class ImportService:
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
 
+    def start(self, product: str, *, on_reject: Callable[[Reject], None] = lambda _r: None,
+              create_product: bool = False) -> ImportRun:
+        """An import fed in pieces (the streaming RPC); :meth:`import_rows` for one stream."""
+        if create_product:
+            ensure_product(self._db, product)
+        self.require_product(product)
+        return ImportRun(self, product, on_reject)
+
     def import_rows(self, product: str, rows: Iterable[Parsed], *,
                     on_reject: Callable[[Reject], None] = lambda _r: None,
                     on_progress: Callable[[int], None] = lambda _n: None,
                     create_product: bool = False) -> ImportSummary:
         """Import a stream of parsed rows into ``product``; see the module docstring."""
-        if create_product:
-            ensure_product(self._db, product)
-        summary = ImportSummary()
-        seen: dict[bytes, int] = {}
-        batch: list[_Ready] = []
-
-        def reject(item: Reject) -> None:
-            summary.add_reject(item)
-            on_reject(item)
-
+        run = self.start(product, on_reject=on_reject, create_product=create_product)
         for line, parsed in rows:
-            summary.read += 1
-            if isinstance(parsed, Reject):
-                reject(parsed)
-                continue
-            ready = self._prepare(line, parsed, seen, reject)
-            if ready is not None:
-                batch.append(ready)
-            if len(batch) >= BATCH_SIZE:
-                self._flush(product, batch, summary)
-                on_progress(summary.read)
-                batch = []
-        if batch:
-            self._flush(product, batch, summary)
+            if run.add(line, parsed):
+                on_progress(run.summary.read)
+        summary = run.finish()
         on_progress(summary.read)
-        log.info("legacy import finished", extra={
-            "product": product, "read": summary.read, "imported": summary.imported,
-            "updated": summary.updated, "unchanged": summary.unchanged,
-            "rejected": summary.rejected})
         return summary
 
     @staticmethod
@@ -254,7 +247,8 @@ class ImportService:
         seen[key] = line
         return _Ready(line, row, person, account_id)
 
-    def _flush(self, product: str, batch: list[_Ready], summary: ImportSummary) -> None:
+    def _flush(self, product: str, batch: list[_Ready], summary: ImportSummary,
+               reject: Callable[[Reject], None]) -> None:
         try:
             registrations = self._customers.register_many(
                 product, [AccountInput(r.account_id, _identifiers(r.person),
@@ -272,8 +266,8 @@ class ImportService:
                                                ready.person.display_name[:200])]))
                     kept.append(ready)
                 except SingleIdError as row_error:
-                    summary.add_reject(Reject(ready.line, row_error.field or "",
-                                              row_error.reason, row_error.message))
+                    reject(Reject(ready.line, row_error.field or "", row_error.reason,
+                                  row_error.message))
             batch = kept
         self._db.run_write(lambda session: self._store(session, product, batch,
                                                        [r.customer_id for r in registrations],
@@ -331,6 +325,15 @@ class ImportService:
         else:
             row.hash_ciphertext, row.hash_key_id = sealed.ciphertext, sealed.key_id
 
+    def require_product(self, product: str) -> None:
+        """FAILED_PRECONDITION UNKNOWN_PRODUCT unless the product is registered."""
+        try:
+            ProductService(self._db).get(product)
+        except NotFound:
+            raise FailedPrecondition(f"product {product!r} is not registered (singleid "
+                                     "products add)", reason="UNKNOWN_PRODUCT",
+                                     field="product") from None
+
     def accounts(self) -> list[tuple[str, str, str]]:
         """Every kept account as (product, account ID, the central ID it was given), in order."""
         with self._db.read() as session:
@@ -350,6 +353,54 @@ class ImportService:
                                            models.PASSWORD_PURPOSE)
 
 
+class ImportRun:
+    """One import in progress: rows in, batches flushed as they fill."""
+
+    def __init__(self, service: ImportService, product: str,
+                 on_reject: Callable[[Reject], None]) -> None:
+        self._service = service
+        self.product = product
+        self._on_reject = on_reject
+        self.summary = ImportSummary()
+        self._seen: dict[bytes, int] = {}
+        self._batch: list[_Ready] = []
+
+    def _reject(self, item: Reject) -> None:
+        self.summary.add_reject(item)
+        self._on_reject(item)
+
+    def add(self, line: int, parsed: LegacyRow | Reject) -> bool:
+        """Take one row; returns True when that flushed a batch."""
+        self.summary.read += 1
+        if isinstance(parsed, Reject):
+            self._reject(parsed)
+            return False
+        ready = self._service._prepare(line, parsed, self._seen, self._reject)
+        if ready is not None:
+            self._batch.append(ready)
+        if len(self._batch) >= BATCH_SIZE:
+            self._flush()
+            return True
+        return False
+
+    def add_many(self, rows: Iterable[Parsed]) -> None:
+        for line, parsed in rows:
+            self.add(line, parsed)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self._service._flush(self.product, batch, self.summary, self._reject)
+
+    def finish(self) -> ImportSummary:
+        self._flush()
+        log.info("legacy import finished", extra={
+            "product": self.product, "read": self.summary.read,
+            "imported": self.summary.imported, "updated": self.summary.updated,
+            "unchanged": self.summary.unchanged, "rejected": self.summary.rejected})
+        return self.summary
+
+
 def _identifiers(person: Person) -> tuple[IdentifierInput, ...]:
     """What the idp indexes: legacy values are never ``verified`` (ADR 0004)."""
     out = []
@@ -364,7 +415,5 @@ def _identifiers(person: Person) -> tuple[IdentifierInput, ...]:
 
 def ensure_product(db: Database, code: str) -> None:
     """Register a product code unless it exists (evaluation's temporary stores)."""
-    try:
+    with contextlib.suppress(AlreadyExists):
         ProductService(db).create(code)
-    except AlreadyExists:
-        pass

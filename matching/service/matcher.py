@@ -10,6 +10,8 @@ IDs that products already hold stay the ones that resolve.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from functools import partial
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -90,7 +92,7 @@ class MatchingService:
             accounts = self._load(session)
             saved = store.load_model(session, self._keyring)
             remembered = store.pairs_with_status(session, REMEMBERED)
-            decided = store.pairs_with_status(session, TERMINAL + ("skipped",))
+            decided = store.pairs_with_status(session, (*TERMINAL, "skipped"))
         features = [Features.of(a.person) for a in accounts]
         pairs = sorted(candidate_pairs(features))
         model = fit(features, pairs) if refit or saved is None else saved
@@ -151,7 +153,9 @@ class MatchingService:
 
     @staticmethod
     def _upsert_pair(session: Session, a: int, b: int, scored: Scored, status: str,
-                     now: object, merge_id: str | None = None) -> models.MatchPair:
+                     now: datetime | None = None, merge_id: str | None = None
+                     ) -> models.MatchPair:
+        now = now or utcnow()
         row = session.scalars(select(models.MatchPair).where(
             models.MatchPair.account_a == a, models.MatchPair.account_b == b)).one_or_none()
         if row is None:
@@ -184,8 +188,8 @@ class MatchingService:
             view = self._merges.merge(survivor, current, reason="matching: automatic merge",
                                       evidence=link.scored.evidence(), actor=actor)
             a, b = store.ordered_pair(accounts[link.i].pk, accounts[link.j].pk)
-            self._db.run_write(lambda s, a=a, b=b, link=link, view=view: self._upsert_pair(
-                s, a, b, link.scored, "auto_merged", utcnow(), view.merge_id))
+            self._db.run_write(partial(self._upsert_pair, a=a, b=b, scored=link.scored,
+                                       status="auto_merged", merge_id=view.merge_id))
             done.append((members[0], index))
         return done
 
