@@ -84,7 +84,7 @@ _MONTHS: Final = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
     "sep": 9, "oct": 10, "nov": 11, "dec": 12,
 }
-_ISO = re.compile(r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?:[T ].*)?")
+_ISO = re.compile(r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?:[t ].*)?")
 _DMY = re.compile(r"(\d{1,2})[-./ ](\d{1,2})[-./ ](\d{4}|\d{2})")
 _COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _WORDS = re.compile(r"(\d{1,2})\s+([a-zа-яё]+)\.?\s+(\d{4})(?:\s*г\.?)?")
@@ -155,7 +155,9 @@ def address(raw: str) -> str | None:
     if not text:
         return None
     text = re.sub(r"\b\d{6}\b", " ", text)            # the postcode
-    text = re.sub(r"(\d)([а-я])\b", r"\1 \2", text)    # 5а stays, "5к2" -> "5 к2"
+    text = re.sub(r"(\d)(к|корп|с|стр)(?=\d)", r"\1 \2", text)  # "5к2" -> "5 к2"; 5а stays
+    text = re.sub(r"\bпр-к?т\b", "пр", text)
+    text = re.sub(r"\bб-р\b", "бул", text)
     text = re.sub(r"[^\w/]+", " ", text)
     for pattern, replacement in _ABBREVIATION_RULES:
         text = pattern.sub(replacement, text)

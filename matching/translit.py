@@ -63,6 +63,7 @@ def to_latin(text: str, scheme: Scheme = "icao") -> str:
 
 # Latin -> Cyrillic, greedy longest match; the best guess for a Latin spelling.
 _TO_CYRILLIC = sorted({
+    "iya": "ия", "iia": "ия", "iyu": "ию", "iiu": "ию",
     "shch": "щ", "sch": "щ", "zh": "ж", "kh": "х", "ts": "ц", "tc": "ц", "tz": "ц",
     "ch": "ч", "sh": "ш", "yu": "ю", "iu": "ю", "ju": "ю", "ya": "я", "ia": "я", "ja": "я",
     "yo": "ё", "ye": "е", "ie": "ие", "ey": "ей", "iy": "ий", "ij": "ий", "yi": "ый",
