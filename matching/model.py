@@ -169,6 +169,12 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("address", ("same", "similar", "else"), _address, default_m=(0.6, 0.2, 0.2)),
 )
 BY_NAME = {c.name: c for c in COMPARISONS}
+# Weak priors for estimation: what disagreement looks like among strangers, and how
+# many pseudo-pairs the defaults count for (EM's m, and u from random pairs).
+DEFAULT_U = {c.name: [0.002] * (len(c.levels) - 1) + [1 - 0.002 * (len(c.levels) - 1)]
+             for c in COMPARISONS}
+PRIOR_PAIRS_M = 20.0
+PRIOR_PAIRS_U = 200.0
 
 
 def compare(a: Features, b: Features) -> tuple[int, ...]:
@@ -233,8 +239,7 @@ class Model:
     @classmethod
     def default(cls) -> Model:
         return cls(m={c.name: list(c.default_m) for c in COMPARISONS},
-                   u={c.name: [0.01] * (len(c.levels) - 1) + [0.99] for c in COMPARISONS},
-                   prior=1e-4)
+                   u={name: list(u) for name, u in DEFAULT_U.items()}, prior=1e-4)
 
     def to_dict(self) -> dict[str, Any]:
         return {"m": self.m, "u": self.u, "prior": self.prior, "tf": self.tf,
@@ -363,15 +368,24 @@ def estimate_u(features: Sequence[Features], *, sample: int = U_SAMPLE_PAIRS,
         if i != j:
             pairs.add((min(i, j), max(i, j)))
     matrix = _level_matrix(features, sorted(pairs))
-    return {c.name: _frequencies(matrix[:, k], len(c.levels))
+    return {c.name: _frequencies(matrix[:, k], len(c.levels), prior=DEFAULT_U[c.name],
+                                 strength=PRIOR_PAIRS_U)
             for k, c in enumerate(COMPARISONS)}
 
 
 def _frequencies(column: np.ndarray[Any, np.dtype[np.int8]], levels: int,
-                 weights: np.ndarray[Any, np.dtype[np.float64]] | None = None) -> list[float]:
+                 weights: np.ndarray[Any, np.dtype[np.float64]] | None = None,
+                 prior: Sequence[float] = (), strength: float = 0.0) -> list[float]:
+    """Level shares, with ``strength`` pseudo-observations spread as ``prior`` says.
+
+    The pseudo-observations keep a small data set (a handful of accounts) from
+    estimating nonsense; on real volumes they vanish in the counts.
+    """
     mask = column != NULL
     w = np.ones(len(column)) if weights is None else weights
     totals = np.array([w[mask & (column == lv)].sum() for lv in range(levels)]) + 0.5
+    if prior:
+        totals = totals + strength * np.asarray(prior, dtype=float)
     return [float(x) for x in totals / totals.sum()]
 
 
@@ -399,7 +413,8 @@ def estimate_m(features: Sequence[Features], pairs: Sequence[tuple[int, int]],
         weighted = posterior * counts
         share = float(np.clip(weighted.sum() / counts.sum(), 1e-6, 1 - 1e-6))
         for k, c in enumerate(COMPARISONS):
-            m[c.name] = _frequencies(patterns[:, k], len(c.levels), weighted)
+            m[c.name] = _frequencies(patterns[:, k], len(c.levels), weighted,
+                                     prior=c.default_m, strength=PRIOR_PAIRS_M)
     return m, share
 
 
@@ -408,7 +423,8 @@ def fit(features: Sequence[Features], pairs: Sequence[tuple[int, int]] | None = 
     """Estimate a model from unlabelled records: u from random pairs, m by EM, λ."""
     if pairs is None:
         pairs = sorted(candidate_pairs(features))
-    u = estimate_u(features, seed=seed)
+    u = estimate_u(features, seed=seed,
+                   sample=min(U_SAMPLE_PAIRS, max(20_000, 30 * len(features))))
     m, share = estimate_m(features, pairs, u)
     n = max(len(features), 2)
     # λ over all pairs: the blocked pairs' match share, scaled to every possible pair.

@@ -11,7 +11,6 @@ skipped.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import hashlib
@@ -106,24 +105,28 @@ def _renamed(record: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 
 def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, str] | None = None
              ) -> Iterator[Parsed]:
-    """CSV rows, streamed; a line that cannot be decoded or parsed becomes a Reject."""
+    """CSV rows, streamed line by line; a line that does not decode or parse is a Reject.
+
+    One record a physical line (a field may not hold a line break), so one broken
+    line — an unclosed quote, a byte of another encoding — costs that line only.
+    """
     mapping = mapping or {}
-    text = codecs.getreader(encoding)(stream, "strict")
-    lines = _numbered_lines(text, stream)
-    try:
-        first = next(lines)
-    except StopIteration:
+    lines = _numbered_lines(stream, encoding)
+    header_line = next(lines, None)
+    if header_line is None:
         return
-    except UnicodeDecodeError as exc:
-        yield 1, Reject(1, "", "BAD_ENCODING", f"not {encoding}: {exc.reason}")
-        return
-    header = [mapping.get(h.strip(), h.strip()) for h in next(csv.reader([first[1]]))]
+    number, header_text = header_line
+    if header_text is None:
+        raise InvalidArgument(f"the header is not {encoding} (see --encoding)",
+                              field="encoding", reason="BAD_ENCODING")
+    header = [mapping.get(h.strip(), h.strip())
+              for h in next(csv.reader([header_text.lstrip("\ufeff")]))]
     if "account_id" not in header:
         raise InvalidArgument("the header has no account_id column (a mapping file can "
                               "rename one)", field="account_id")
     for number, line in lines:
-        if number < 0:
-            yield -number, Reject(-number, "", "BAD_ENCODING", f"not {encoding}")
+        if line is None:
+            yield number, Reject(number, "", "BAD_ENCODING", f"not {encoding} (see --encoding)")
             continue
         if not line.strip():
             continue
@@ -139,25 +142,16 @@ def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, s
         yield number, LegacyRow.from_mapping(dict(zip(header, values, strict=True)))
 
 
-def _numbered_lines(text: codecs.StreamReader, raw_stream: IO[bytes]
-                    ) -> Iterator[tuple[int, str]]:
-    """Physical lines with their numbers; a line that does not decode gives -number."""
-    number = 0
-    while True:
-        number += 1
-        try:
-            line = text.readline(MAX_LINE_BYTES)
-        except UnicodeDecodeError:
-            # Skip the rest of the undecodable line in the underlying bytes.
-            text.reset()
-            raw = raw_stream.readline()
-            if not raw:
-                return
-            yield -number, ""
+def _numbered_lines(stream: IO[bytes], encoding: str) -> Iterator[tuple[int, str | None]]:
+    """Physical lines with their numbers; None for a line that does not decode."""
+    for number, raw in enumerate(stream, start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            yield number, None
             continue
-        if not line:
-            return
-        yield number, line.rstrip("\r\n")
+        try:
+            yield number, raw.decode(encoding).rstrip("\r\n")
+        except UnicodeDecodeError:
+            yield number, None
 
 
 def read_jsonl(stream: IO[bytes], *, encoding: str = "utf-8",
@@ -339,7 +333,7 @@ class ImportService:
         with self._db.read() as session:
             return [(p, a, c) for p, a, c in session.execute(select(
                 models.LegacyAccount.product_code, models.LegacyAccount.account_id,
-                models.LegacyAccount.customer_id).order_by(models.LegacyAccount.id)).tuples()]
+                models.LegacyAccount.customer_id).order_by(models.LegacyAccount.id))]
 
     def legacy_password_hash(self, product: str, account_id: str) -> str | None:
         """The legacy password hash stored for an account, for the idp's legacy logins."""

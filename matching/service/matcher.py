@@ -241,7 +241,7 @@ class MatchingService:
                 models.MatchPair.account_a, models.MatchPair.account_b).where(
                 models.MatchPair.status.in_(REMEMBERED),
                 or_(models.MatchPair.account_a == me.pk,
-                    models.MatchPair.account_b == me.pk))).tuples()}
+                    models.MatchPair.account_b == me.pk)))}
             candidates = [(row, store.open_person(self._keyring, row)) for row in others
                           if store.ordered_pair(row.id, me.pk) not in remembered]
         my_customer = self._survivor(me.customer_id)

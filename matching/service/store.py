@@ -64,4 +64,4 @@ def ordered_pair(a: int, b: int) -> tuple[int, int]:
 def pairs_with_status(session: Session, statuses: Iterable[str]) -> set[tuple[int, int]]:
     return {(a, b) for a, b in session.execute(select(
         models.MatchPair.account_a, models.MatchPair.account_b).where(
-        models.MatchPair.status.in_(list(statuses)))).tuples()}
+        models.MatchPair.status.in_(list(statuses))))}
