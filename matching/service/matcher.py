@@ -10,10 +10,10 @@ IDs that products already hold stay the ones that resolve.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from functools import partial
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session

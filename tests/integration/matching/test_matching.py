@@ -27,9 +27,11 @@ def rows(*accounts: dict[str, str]) -> Iterator[Parsed]:
         yield line, LegacyRow.from_mapping(values)
 
 
+Store = tuple[ImportService, MatchingService, CustomerService]
+
+
 @pytest.fixture
-def store(db: Database, keyring: Keyring) -> tuple[ImportService, MatchingService,
-                                                   CustomerService]:
+def store(db: Database, keyring: Keyring) -> Store:
     products = ProductService(db)
     for code in ("cards", "loans", "loyalty"):
         products.create(code)
@@ -41,7 +43,7 @@ def resolve(customers: CustomerService, product: str, account_id: str) -> str:
     return customers.resolve(Lookup(product_account=(product, account_id))).customer_id
 
 
-def test_batch_merges_a_person_and_keeps_look_alikes_apart(store: tuple) -> None:
+def test_batch_merges_a_person_and_keeps_look_alikes_apart(store: Store) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows(
         {"account_id": "c-1", **ANNA},
@@ -60,7 +62,7 @@ def test_batch_merges_a_person_and_keeps_look_alikes_apart(store: tuple) -> None
     assert all("FIRST_NAMES_DIFFER" in c.hard_rules for c in queue)
 
 
-def test_review_decisions_merge_or_are_remembered(store: tuple) -> None:
+def test_review_decisions_merge_or_are_remembered(store: Store) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
     # Same name and date, no shared identifier: review, never automatic.
@@ -98,7 +100,7 @@ def test_review_decisions_merge_or_are_remembered(store: tuple) -> None:
     assert resolve(customers, "loyalty", "y-1") != resolve(customers, "cards", "c-1")
 
 
-def test_skipped_candidates_go_to_the_back_of_the_queue(store: tuple) -> None:
+def test_skipped_candidates_go_to_the_back_of_the_queue(store: Store) -> None:
     importer, matcher, _ = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA},
                                        {"account_id": "c-2", **ANNA, "first_name": "Мария"},
@@ -117,7 +119,7 @@ def test_skipped_candidates_go_to_the_back_of_the_queue(store: tuple) -> None:
     assert matcher.list_review(page_size=1, page_token=page.next_page_token).items
 
 
-def test_unmerge_restores_both_customers_and_is_remembered(store: tuple) -> None:
+def test_unmerge_restores_both_customers_and_is_remembered(store: Store) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
     importer.import_rows("loans", rows({"account_id": "l-1", **ANNA}))
@@ -131,7 +133,7 @@ def test_unmerge_restores_both_customers_and_is_remembered(store: tuple) -> None
     assert resolve(customers, "loans", "l-1") == before[1]
 
 
-def test_explain_gives_every_comparison_and_the_probability(store: tuple) -> None:
+def test_explain_gives_every_comparison_and_the_probability(store: Store) -> None:
     importer, matcher, _ = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
     importer.import_rows("loans", rows({"account_id": "l-1", **ANNA, "passport": "4509123456",
@@ -146,7 +148,7 @@ def test_explain_gives_every_comparison_and_the_probability(store: tuple) -> Non
     assert result.action == "auto_merge"
 
 
-def test_a_new_registration_is_matched_at_once(store: tuple) -> None:
+def test_a_new_registration_is_matched_at_once(store: Store) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
     matcher.run_batch()
@@ -163,12 +165,12 @@ def test_a_new_registration_is_matched_at_once(store: tuple) -> None:
     assert matcher.match_account("loans", "l-10").action == "none"
 
 
-def test_generated_accounts_merge_without_a_wrong_merge(store: tuple) -> None:
+def test_generated_accounts_merge_without_a_wrong_merge(store: Store, db: Database) -> None:
     importer, matcher, customers = store
     data = list(Generator(seed=21).rows(60, hard_negative_share=0.3))
     for product in {r["product"] for r in data}:
-        ProductService(importer._db).create(product) if product not in (
-            "cards", "loans", "loyalty") else None
+        if product not in ("cards", "loans", "loyalty"):
+            ProductService(db).create(product)
         importer.import_rows(product, rows(*[r for r in data if r["product"] == product]))
     summary = matcher.run_batch()
     assert summary.auto_merges > 10

@@ -101,7 +101,8 @@ def test_evidence_holds_levels_and_weights_but_no_personal_values() -> None:
     text = json.dumps(evidence, ensure_ascii=False)
     for value in ("петрова", "916", "4509", "anna", "ленина"):
         assert value not in text.lower()
-    assert len(evidence) <= 32 and all(len(v) <= 256 for v in evidence.values())
+    assert len(evidence) <= 32
+    assert all(len(v) <= 256 for v in evidence.values())
 
 
 def test_clusters_do_not_chain_through_a_conflict() -> None:
@@ -148,7 +149,7 @@ def test_generated_set_has_every_kind_of_look_alike() -> None:
             groups.setdefault(row["hard_negative"], set()).add(row["person_id"])
     assert len(groups) >= 10
     assert all(len(persons) >= 2 for persons in groups.values())
-    by_person = {}
+    by_person: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_person.setdefault(row["person_id"], []).append(row)
     multi = [accounts for accounts in by_person.values() if len(accounts) > 1]
