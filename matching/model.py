@@ -306,6 +306,9 @@ def _probability(weight: float) -> float:
 
 
 STRONG_IDENTIFIERS = ("phone", "email", "passport")
+# Rules that contradict identity; they also keep clusters from chaining (see cluster).
+CONFLICT_RULES = frozenset({"PASSPORTS_DIFFER", "BIRTH_DATES_FAR", "FIRST_NAMES_DIFFER",
+                            "GENDERS_DIFFER"})
 
 
 def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
@@ -393,7 +396,13 @@ def estimate_m(features: Sequence[Features], pairs: Sequence[tuple[int, int]],
                u: dict[str, list[float]], *, iterations: int = EM_ITERATIONS
                ) -> tuple[dict[str, list[float]], float]:
     """m and the prior among blocked pairs by EM, with u held fixed."""
-    matrix = _level_matrix(features, pairs)
+    return estimate_m_levels(_level_matrix(features, pairs), u, iterations=iterations)
+
+
+def estimate_m_levels(matrix: np.ndarray[Any, np.dtype[np.int8]], u: dict[str, list[float]],
+                      *, iterations: int = EM_ITERATIONS
+                      ) -> tuple[dict[str, list[float]], float]:
+    """EM over a ready level matrix (one row per blocked pair)."""
     if len(matrix) == 0:
         default = Model.default()
         return default.m, default.prior
@@ -429,6 +438,17 @@ def fit(features: Sequence[Features], pairs: Sequence[tuple[int, int]] | None = 
     n = max(len(features), 2)
     # λ over all pairs: the blocked pairs' match share, scaled to every possible pair.
     prior = min(max(share * len(pairs) / (n * (n - 1) / 2), 1e-9), 0.5)
+    return Model(m=m, u=u, prior=prior, tf=term_frequencies(features), records=len(features))
+
+
+def fit_levels(features: Sequence[Features], levels: np.ndarray[Any, np.dtype[np.int8]], *,
+               seed: int = 7) -> Model:
+    """:func:`fit` over the blocked pairs' level matrix, computed once elsewhere."""
+    u = estimate_u(features, seed=seed,
+                   sample=min(U_SAMPLE_PAIRS, max(20_000, 30 * len(features))))
+    m, share = estimate_m_levels(levels, u)
+    n = max(len(features), 2)
+    prior = min(max(share * len(levels) / (n * (n - 1) / 2), 1e-9), 0.5)
     return Model(m=m, u=u, prior=prior, tf=term_frequencies(features), records=len(features))
 
 

@@ -25,18 +25,17 @@ from singleid.idp.service import CustomerService, MergeService
 from singleid.idp.service.types import Lookup, MergeView, Page
 from singleid.keyring import Keyring
 from singleid.matching import models
+from singleid.matching.batch import dedupe
 from singleid.matching.model import (
     COMPARISONS,
+    CONFLICT_RULES,
     NULL,
     Model,
     PairDecision,
     Scored,
     Thresholds,
-    candidate_pairs,
-    cluster,
     compare,
     decide,
-    fit,
     hard_rules,
 )
 from singleid.matching.record import Features, Person
@@ -55,9 +54,6 @@ from singleid.matching.settings import MatchSettings
 
 log = logging.getLogger(__name__)
 ACTOR = "singleid-matching"
-# Rules that contradict identity; they also keep clusters from chaining (see model.cluster).
-CONFLICT_RULES = frozenset({"PASSPORTS_DIFFER", "BIRTH_DATES_FAR", "FIRST_NAMES_DIFFER",
-                            "GENDERS_DIFFER"})
 REMEMBERED = ("not_same", "unmerged")
 TERMINAL = ("not_same", "unmerged", "merged", "auto_merged")
 MAX_INCREMENTAL_CANDIDATES = 200
@@ -75,8 +71,9 @@ class _Account:
 
 class MatchingService:
     def __init__(self, db: Database, keyring: Keyring,
-                 settings: MatchSettings | None = None) -> None:
+                 settings: MatchSettings | None = None, *, workers: int = 1) -> None:
         self._db = db
+        self._workers = workers
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
         self._merges = MergeService(db)
@@ -94,28 +91,24 @@ class MatchingService:
             remembered = store.pairs_with_status(session, REMEMBERED)
             decided = store.pairs_with_status(session, (*TERMINAL, "skipped"))
         features = [Features.of(a.person) for a in accounts]
-        pairs = sorted(candidate_pairs(features))
-        model = fit(features, pairs) if refit or saved is None else saved
-        if refit or saved is None:
-            self._db.run_write(lambda s: store.save_model(s, self._keyring, model, utcnow()))
-        summary = BatchSummary(accounts=len(accounts), candidate_pairs=len(pairs))
-        decisions: list[PairDecision] = []
-        for i, j in pairs:
-            key = store.ordered_pair(accounts[i].pk, accounts[j].pk)
-            if key in remembered:
-                continue
-            scored = model.score(features[i], features[j])
-            action = decide(scored, self.thresholds)
-            if action != "none":
-                decisions.append(PairDecision(i, j, scored, action))
+        index_of = {a.pk: n for n, a in enumerate(accounts)}
+        excluded = {(min(index_of[a], index_of[b]), max(index_of[a], index_of[b]))
+                    for a, b in remembered if a in index_of and b in index_of}
 
         def conflict(x: int, y: int) -> bool:
-            if store.ordered_pair(accounts[x].pk, accounts[y].pk) in remembered:
+            if (min(x, y), max(x, y)) in excluded:
                 return True
             rules = hard_rules(features[x], features[y], compare(features[x], features[y]))
             return bool(CONFLICT_RULES.intersection(rules))
 
-        clusters, demoted = cluster(len(accounts), decisions, conflict)
+        result = dedupe(features, self.thresholds, workers=self._workers,
+                        model=None if refit or saved is None else saved, excluded=excluded,
+                        conflict=conflict)
+        model = result.model
+        if refit or saved is None:
+            self._db.run_write(lambda s: store.save_model(s, self._keyring, model, utcnow()))
+        summary = BatchSummary(accounts=len(accounts), candidate_pairs=result.candidate_pairs)
+        decisions, clusters, demoted = result.decisions, result.clusters, result.demoted
         summary.clusters = len(clusters)
         summary.demoted_by_clustering = len(demoted)
         in_cluster = {i: n for n, members in enumerate(clusters) for i in members}
