@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from singleid.db import Database, utcnow
 from singleid.errors import (
@@ -43,6 +44,8 @@ from singleid.matching.service import store
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
+# Accounts per idp transaction: small enough that the ORM session stays cheap to flush.
+REGISTER_CHUNK = 50
 MAX_LINE_BYTES = 64 * 1024
 
 
@@ -244,9 +247,12 @@ class ImportService:
     def _flush(self, product: str, batch: list[_Ready], summary: ImportSummary,
                reject: Callable[[Reject], None]) -> None:
         try:
-            registrations = self._customers.register_many(
-                product, [AccountInput(r.account_id, _identifiers(r.person),
-                                       r.person.display_name[:200]) for r in batch])
+            registrations = []
+            for start in range(0, len(batch), REGISTER_CHUNK):
+                registrations.extend(self._customers.register_many(product, [
+                    AccountInput(r.account_id, _identifiers(r.person),
+                                 r.person.display_name[:200])
+                    for r in batch[start:start + REGISTER_CHUNK]]))
         except SingleIdError as exc:
             if exc.field in (None, "product"):
                 raise
@@ -267,46 +273,54 @@ class ImportService:
                                                        [r.customer_id for r in registrations],
                                                        summary))
 
-    def _store(self, session: Any, product: str, batch: list[_Ready], customer_ids: list[str],
-               summary: ImportSummary) -> None:
+    def _store(self, session: Session, product: str, batch: list[_Ready],
+               customer_ids: list[str], summary: ImportSummary) -> None:
+        """One matching transaction per batch: new rows in one flush, keys in bulk."""
         now = utcnow()
+        names = [r.account_id for r in batch]
         existing = {row.account_id: row for row in session.scalars(select(
             models.LegacyAccount).where(models.LegacyAccount.product_code == product,
-                                        models.LegacyAccount.account_id.in_(
-                                            [r.account_id for r in batch])))}
-        counts = {"imported": 0, "updated": 0, "unchanged": 0}
-        for ready, customer_id in zip(batch, customer_ids, strict=True):
-            digest = store.content_hash(self._keyring, ready.person, ready.row.password_hash)
-            row = existing.get(ready.account_id)
-            if row is not None and row.content_hash == digest:
-                counts["unchanged"] += 1
-                continue
-            sealed = store.seal_person(self._keyring, ready.person)
-            if row is None:
-                row = models.LegacyAccount(
-                    product_code=product, account_id=ready.account_id, customer_id=customer_id,
-                    source="import", person_ciphertext=sealed.ciphertext,
-                    person_key_id=sealed.key_id, content_hash=digest, created_at=now,
-                    updated_at=now)
-                session.add(row)
-                session.flush()
-                counts["imported"] += 1
-            else:
-                row.person_ciphertext, row.person_key_id = sealed.ciphertext, sealed.key_id
-                row.content_hash, row.updated_at, row.matched_at = digest, now, None
-                counts["updated"] += 1
-            store.replace_block_keys(session, self._keyring, row.id, Features.of(ready.person))
-            self._store_credential(session, product, ready, customer_id, now)
-        summary.imported += counts["imported"]
-        summary.updated += counts["updated"]
-        summary.unchanged += counts["unchanged"]
+                                        models.LegacyAccount.account_id.in_(names)))}
+        credentials = {row.account_id: row for row in session.scalars(select(
+            models.LegacyCredential).where(models.LegacyCredential.product_code == product,
+                                           models.LegacyCredential.account_id.in_(names)))}
+        changed: list[tuple[models.LegacyAccount, _Ready, str]] = []
+        with session.no_autoflush:
+            for ready, customer_id in zip(batch, customer_ids, strict=True):
+                digest = store.content_hash(self._keyring, ready.person, ready.row.password_hash)
+                row = existing.get(ready.account_id)
+                if row is not None and row.content_hash == digest:
+                    summary.unchanged += 1
+                    continue
+                sealed = store.seal_person(self._keyring, ready.person)
+                if row is None:
+                    row = models.LegacyAccount(
+                        product_code=product, account_id=ready.account_id,
+                        customer_id=customer_id, source="import",
+                        person_ciphertext=sealed.ciphertext, person_key_id=sealed.key_id,
+                        content_hash=digest, created_at=now, updated_at=now)
+                    session.add(row)
+                    summary.imported += 1
+                else:
+                    row.person_ciphertext, row.person_key_id = sealed.ciphertext, sealed.key_id
+                    row.content_hash, row.updated_at, row.matched_at = digest, now, None
+                    summary.updated += 1
+                changed.append((row, ready, customer_id))
+                self._store_credential(session, credentials.get(ready.account_id), product,
+                                       ready, customer_id, now)
+        session.flush()
+        updated = [row.id for row, _, _ in changed if row.id is not None]
+        if updated:
+            session.execute(delete(models.BlockKey).where(
+                models.BlockKey.account_pk.in_(updated)))
+        keys = [{"account_pk": row.id, "block_key": key} for row, ready, _ in changed
+                for key in set(store.block_indexes(self._keyring, Features.of(ready.person)))]
+        if keys:
+            session.execute(insert(models.BlockKey), keys)
 
-    def _store_credential(self, session: Any, product: str, ready: _Ready, customer_id: str,
-                          now: Any) -> None:
+    def _store_credential(self, session: Session, row: models.LegacyCredential | None,
+                          product: str, ready: _Ready, customer_id: str, now: Any) -> None:
         password_hash = ready.row.password_hash.strip()
-        row = session.scalars(select(models.LegacyCredential).where(
-            models.LegacyCredential.product_code == product,
-            models.LegacyCredential.account_id == ready.account_id)).one_or_none()
         if not password_hash:
             if row is not None:
                 session.delete(row)

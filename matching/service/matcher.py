@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -171,6 +170,7 @@ class MatchingService:
         """Merge a cluster's customers into the earliest account's customer."""
         survivor = self._survivor(accounts[members[0]].customer_id)
         done: list[tuple[int, int]] = []
+        audited: list[tuple[int, int, Scored, str]] = []
         for index in members[1:]:
             current = self._survivor(accounts[index].customer_id)
             if current == survivor:
@@ -181,9 +181,12 @@ class MatchingService:
             view = self._merges.merge(survivor, current, reason="matching: automatic merge",
                                       evidence=link.scored.evidence(), actor=actor)
             a, b = store.ordered_pair(accounts[link.i].pk, accounts[link.j].pk)
-            self._db.run_write(partial(self._upsert_pair, a=a, b=b, scored=link.scored,
-                                       status="auto_merged", merge_id=view.merge_id))
+            audited.append((a, b, link.scored, view.merge_id))
             done.append((members[0], index))
+        if audited:
+            self._db.run_write(lambda session: [
+                self._upsert_pair(session, a, b, scored, "auto_merged", merge_id=merge_id)
+                for a, b, scored, merge_id in audited])
         return done
 
     # -- incremental -----------------------------------------------------------------------
