@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from singleid.matching.synthetic import COLUMNS, Generator
@@ -55,16 +57,15 @@ def child(path: Path, workers: int, incremental: int) -> None:
 
     from singleid.matching import model as fs  # noqa: PLC0415
     from singleid.matching.batch import dedupe  # noqa: PLC0415
-    from singleid.matching.record import Features, LegacyRow, person_from_row  # noqa: PLC0415
+    from singleid.matching.record import Features  # noqa: PLC0415
 
     started = time.perf_counter()
     features: list[Features] = []
-    with path.open(encoding="utf-8", newline="") as stream:
-        for record in csv.DictReader(stream):
-            try:
-                features.append(Features.of(person_from_row(LegacyRow.from_mapping(record))))
-            except ValueError:
-                continue
+    with path.open(encoding="utf-8", newline="") as stream, \
+            multiprocessing.get_context("fork").Pool(workers) as pool:
+        chunks = _chunks(csv.DictReader(stream), 5000)
+        for part in pool.imap(_normalise, chunks):
+            features.extend(part)
     read = time.perf_counter()
     result = dedupe(features, fs.Thresholds(), workers=workers)
     done = time.perf_counter()
@@ -100,6 +101,29 @@ def child(path: Path, workers: int, incremental: int) -> None:
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out["peak_rss_mib"] = max(self_peak, children_peak) / 1024
     print(json.dumps(out), flush=True)
+
+
+def _chunks(records: Iterator[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
+    chunk: list[dict[str, str]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _normalise(records: list[dict[str, str]]) -> list[object]:
+    from singleid.matching.record import Features, LegacyRow, person_from_row  # noqa: PLC0415
+
+    out: list[object] = []
+    for record in records:
+        try:
+            out.append(Features.of(person_from_row(LegacyRow.from_mapping(record))))
+        except ValueError:
+            continue
+    return out
 
 
 def baseline(path: Path) -> float:
