@@ -131,6 +131,10 @@ def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, s
         if line is None:
             yield number, Reject(number, "", "BAD_ENCODING", f"not {encoding} (see --encoding)")
             continue
+        if line is _TOO_LONG:
+            yield number, Reject(number, "", "LINE_TOO_LONG",
+                                 f"longer than {MAX_LINE_BYTES} bytes")
+            continue
         if not line.strip():
             continue
         try:
@@ -145,11 +149,14 @@ def read_csv(stream: IO[bytes], *, encoding: str = "utf-8", mapping: dict[str, s
         yield number, LegacyRow.from_mapping(dict(zip(header, values, strict=True)))
 
 
+_TOO_LONG = "\x00too long"
+
+
 def _numbered_lines(stream: IO[bytes], encoding: str) -> Iterator[tuple[int, str | None]]:
     """Physical lines with their numbers; None for a line that does not decode."""
     for number, raw in enumerate(stream, start=1):
         if len(raw) > MAX_LINE_BYTES:
-            yield number, None
+            yield number, _TOO_LONG
             continue
         try:
             yield number, raw.decode(encoding).rstrip("\r\n")

@@ -176,6 +176,9 @@ class RunBatchMatchingRequest(_message.Message):
     reuse_model: _builtins.bool
     """Re-estimate the model's parameters from the data (default) or reuse the stored ones."""
     idempotency_key: _builtins.str
+    """Accepted for uniformity; a batch run is idempotent by nature (a second run
+    finds the merged pairs merged and the decided pairs decided).
+    """
     def __init__(
         self,
         *,
@@ -552,6 +555,9 @@ class DecideCandidateRequest(_message.Message):
     """Who decided; required."""
     reason: _builtins.str
     idempotency_key: _builtins.str
+    """Accepted for uniformity; a repeated decision on a decided candidate answers
+    FAILED_PRECONDITION ALREADY_DECIDED and changes nothing.
+    """
     def __init__(
         self,
         *,
@@ -640,8 +646,10 @@ class UndoMergeRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     merged_customer_id: _builtins.str
     operator: _builtins.str
+    """Who undid it; required."""
     reason: _builtins.str
     idempotency_key: _builtins.str
+    """Accepted for uniformity; undoing an undone merge answers FAILED_PRECONDITION NOT_MERGED."""
     def __init__(
         self,
         *,

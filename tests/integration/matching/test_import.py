@@ -140,3 +140,10 @@ def test_password_hashes_are_sealed_and_handed_to_legacy_logins(db: Database, ke
         # No plaintext anywhere in the matching tables.
         dump = session.execute(text("SELECT * FROM matching_accounts")).all()
         assert "петрова" not in repr(dump)
+
+
+def test_an_over_long_line_is_rejected_alone(db: Database, keyring: Keyring, cards: str) -> None:
+    rows = HEADER + "x-1," + "Я" * 40_000 + ",,,,,,,,,,\n" + "x-2,Орлов,Олег,,,,,,,,,\n"
+    summary = ImportService(db, keyring).import_rows(cards, read_text_csv(rows))
+    assert summary.imported == 1
+    assert [(r.line, r.reason) for r in summary.rejects] == [(2, "LINE_TOO_LONG")]
