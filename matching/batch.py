@@ -73,8 +73,8 @@ def weights(model: fs.Model, features: Sequence[Features], levels: np.ndarray[An
             tf = model.tf[comparison.name]
             value_of = comparison.tf_value
             u0 = u[0]
-            per_record = np.asarray([max(tf.get(value_of(f), u0), u0 * 0.05) if value_of(f)
-                                     in tf else u0 for f in features])
+            per_record = np.asarray([fs.tf_u(tf[value], u0) if (value := value_of(f)) in tf
+                                     else u0 for f in features])
             exact = column == 0
             adjusted = np.log2(m[0] / per_record[left[exact]])
             total[exact] += adjusted - table[0]

@@ -260,7 +260,7 @@ class Model:
             table = self.tf.get(comparison.name, {})
             value = comparison.tf_value(a)
             if value in table:
-                u = max(table[value], u * 0.05)
+                u = tf_u(table[value], u)
         return math.log2(max(m, 1e-6) / max(u, 1e-9))
 
     def score(self, a: Features, b: Features) -> Scored:
@@ -294,6 +294,14 @@ class Scored:
         if self.hard_rules:
             out["hard_rules"] = ",".join(self.hard_rules)
         return out
+
+
+TF_MIN_RECORDS = 1000
+
+
+def tf_u(share: float, level_u: float) -> float:
+    """u of an exact agreement on a value with this share, kept within 1/20 to 20x the level's."""
+    return min(max(share, level_u * 0.05), level_u * 20)
 
 
 def _probability(weight: float) -> float:
@@ -340,9 +348,15 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
 # -- estimation -------------------------------------------------------------------
 
 def term_frequencies(features: Sequence[Features]) -> dict[str, dict[str, float]]:
-    """For each term-frequency comparison: value -> its share of the records."""
+    """For each term-frequency comparison: value -> its share of the records.
+
+    Empty below ``TF_MIN_RECORDS`` records, where a share says nothing (two
+    records sharing a surname would make it "everyone's").
+    """
     out: dict[str, dict[str, float]] = {}
-    n = max(len(features), 1)
+    if len(features) < TF_MIN_RECORDS:
+        return out
+    n = len(features)
     for comparison in COMPARISONS:
         if comparison.tf_value is None:
             continue

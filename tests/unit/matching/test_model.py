@@ -87,10 +87,14 @@ def test_names_and_a_date_alone_never_merge_namesakes() -> None:
 
 def test_a_common_value_weighs_less_than_a_rare_one() -> None:
     m = model.Model.default()
-    m.tf = {"last_name": {"ivanov": 0.02, "verbakov": 0.0001}}
+    m.tf = {"last_name": {"ivanov": 0.02, "verbakov": 0.00001}}
     common = m.score(features(last_name="Иванов"), features(last_name="Иванов"))
     rare = m.score(features(last_name="Щербаков"), features(last_name="Щербаков"))
     assert rare.weights[1] > common.weights[1] + 5
+    # A share is kept within 1/20 and 20 times the level's u.
+    assert rare.weights[1] == pytest.approx(
+        m.level_weight(model.BY_NAME["last_name"], 0, features(last_name="Нетакой")) + 4.32,
+        abs=0.01)
 
 
 def test_evidence_holds_levels_and_weights_but_no_personal_values() -> None:
@@ -158,3 +162,28 @@ def test_generated_set_has_every_kind_of_look_alike() -> None:
     assert latin > 20
     assert any(a["last_name"].lower() != b["last_name"].lower()
                for accounts in multi for a, b in combinations(accounts, 2))
+
+
+def test_vectorised_batch_weights_equal_the_per_pair_score() -> None:
+    from singleid.matching import batch  # noqa: PLC0415
+
+    feats = []
+    for row in Generator(seed=5).rows(600):
+        try:
+            feats.append(Features.of(person_from_row(LegacyRow.from_mapping(row))))
+        except ValueError:
+            continue
+    assert len(feats) >= model.TF_MIN_RECORDS
+    pairs = sorted(model.candidate_pairs(feats))
+    levels = batch.level_matrix(feats, pairs, workers=2)
+    fitted = model.fit_levels(feats, levels)
+    assert fitted.tf["last_name"]
+    import numpy as np  # noqa: PLC0415
+
+    left = np.asarray([i for i, _ in pairs])
+    vectorised = batch.weights(fitted, feats, levels, left)
+    expected = [fitted.score(feats[i], feats[j]).match_weight for i, j in pairs]
+    assert vectorised == pytest.approx(expected, abs=1e-6)
+    result = batch.dedupe(feats, Thresholds(), model=fitted, workers=1)
+    assert result.candidate_pairs == len(pairs)
+    assert result.clusters
