@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from singleid import events
 from singleid.db import Database, utcnow
 from singleid.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from singleid.idp.normalize import IdentifierKind, mask
@@ -53,6 +54,7 @@ from singleid.matching.settings import MatchSettings
 
 log = logging.getLogger(__name__)
 ACTOR = "singleid-matching"
+EVENT_SOURCE = "/singleid/matching"
 REMEMBERED = ("not_same", "unmerged")
 TERMINAL = ("not_same", "unmerged", "merged", "auto_merged")
 MAX_INCREMENTAL_CANDIDATES = 200
@@ -341,6 +343,10 @@ class MatchingService:
             pair = self._pair(session, candidate_id)
             pair.status, pair.operator, pair.decided_at = status, operator, utcnow()
             pair.merge_id = merge_id or pair.merge_id
+            events.emit(session, type="matching.candidate_decided.v1", source=EVENT_SOURCE,
+                        subject=f"candidates/{candidate_id}",
+                        data={"candidate_id": candidate_id, "decision": status,
+                              "merge_id": merge_id or ""})
 
         self._db.run_write(apply)
         log.info("review decision", extra={"candidate_id": candidate_id, "decision": status})
@@ -368,6 +374,11 @@ class MatchingService:
             session.execute(update(models.MatchPair).where(
                 models.MatchPair.merge_id == view.merge_id).values(
                 status="unmerged", operator=operator, decided_at=utcnow()))
+            events.emit(session, type="matching.merge_undone.v1", source=EVENT_SOURCE,
+                        subject=f"customers/{view.merged_customer_id}",
+                        data={"merge_id": view.merge_id,
+                              "survivor_customer_id": view.survivor_customer_id,
+                              "merged_customer_id": view.merged_customer_id})
 
         self._db.run_write(apply)
         return view

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from singleid.db import Database
 from singleid.errors import FailedPrecondition, InvalidArgument
+from singleid.events import OutboxEvent
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import Lookup
 from singleid.keyring import Keyring
@@ -62,7 +64,7 @@ def test_batch_merges_a_person_and_keeps_look_alikes_apart(store: Store) -> None
     assert all("FIRST_NAMES_DIFFER" in c.hard_rules for c in queue)
 
 
-def test_review_decisions_merge_or_are_remembered(store: Store) -> None:
+def test_review_decisions_merge_or_are_remembered(store: Store, db: Database) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
     # Same name and date, no shared identifier: review, never automatic.
@@ -95,6 +97,11 @@ def test_review_decisions_merge_or_are_remembered(store: Store) -> None:
     for pair in (("c-1", "y-1"), ("l-1", "y-1")):
         matcher.decide(by_pair[pair].candidate_id, Decision.NOT_SAME, operator="op-petrov")
     assert matcher.list_review().items == []
+    with db.read() as session:
+        emitted = [e.data for e in session.scalars(select(OutboxEvent).where(
+            OutboxEvent.type == "singleid.matching.candidate_decided.v1"))]
+    assert sorted(d["decision"] for d in emitted) == ["merged", "not_same", "not_same"]
+    assert "петрова" not in repr(emitted)
     matcher.run_batch()  # "not the same" is never proposed again
     assert matcher.list_review().items == []
     assert resolve(customers, "loyalty", "y-1") != resolve(customers, "cards", "c-1")
