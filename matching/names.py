@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from singleid.matching import translit
 from singleid.matching.diminutives import FULL_FORM, FULL_FORMS
@@ -106,6 +107,7 @@ def split_full_name(raw: str) -> FullName:  # noqa: PLR0911 - one return per sha
     return FullName(words[0], words[1], " ".join(words[2:]))
 
 
+@lru_cache(maxsize=65_536)
 def canonical_first_name(name: str) -> str:
     """The full form of a first name: Саша → александр, Sasha → александр, Ёлка → ёлка.
 
@@ -126,6 +128,7 @@ def canonical_first_name(name: str) -> str:
     return normal
 
 
+@lru_cache(maxsize=65_536)
 def full_forms(name: str) -> tuple[str, ...]:
     """Every full form a first name may stand for: Тима → (тимофей, тимур); Иван → (иван,)."""
     canonical = canonical_first_name(name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Literal
 
 Scheme = Literal["icao", "mvd782", "gost52535", "bgnpcgn"]
@@ -74,22 +75,15 @@ _TO_CYRILLIC = sorted({
 }.items(), key=lambda kv: -len(kv[0]))
 
 
+_CYRILLIC_OF = dict(_TO_CYRILLIC)
+# Alternatives longest first: the regex takes the first that matches, so greedy longest.
+_LATIN_UNITS = re.compile("|".join(re.escape(latin) for latin, _ in _TO_CYRILLIC))
+
+
+@lru_cache(maxsize=65_536)
 def to_cyrillic(text: str) -> str:
     """A best-effort reading of a Latin spelling in Cyrillic (lower case)."""
-    text = text.lower()
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        for latin, cyrillic in _TO_CYRILLIC:
-            if text.startswith(latin, i):
-                # "ia"/"ie" at a word's start read as я/е ("Iakov"), not "иа".
-                out.append(cyrillic)
-                i += len(latin)
-                break
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    return _LATIN_UNITS.sub(lambda m: _CYRILLIC_OF[m.group()], text.lower())
 
 
 _SKELETON_RULES = [(re.compile(p), r) for p, r in [
@@ -109,6 +103,7 @@ _SKELETON_RULES = [(re.compile(p), r) for p, r in [
 ]]
 
 
+@lru_cache(maxsize=262_144)
 def skeleton(text: str) -> str:
     """A lossy Latin key in which spellings of one name under any scheme coincide.
 
@@ -130,6 +125,7 @@ _DEVOICE = str.maketrans({"b": "p", "v": "f", "g": "k", "d": "t", "z": "s", "w":
                           "h": "k", "c": "s", "q": "k"})
 
 
+@lru_cache(maxsize=262_144)
 def phonetic(text: str) -> str:
     """A phonetic key over the skeleton: first letter, then devoiced consonants.
 
