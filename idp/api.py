@@ -26,6 +26,7 @@ from singleid.idp.service.types import (
     ProductAccountView,
     ProductView,
 )
+from singleid.plugins import load_plugins
 from singleid.prototime import timestamp
 from singleid.server.context import AppContext
 from singleid.v1 import admin_pb2, admin_pb2_grpc, customers_pb2, customers_pb2_grpc
@@ -46,6 +47,8 @@ _OUTCOMES = {
     Outcome.EXISTING_ACCOUNT: customers_pb2.RegisterCustomerResponse.OUTCOME_EXISTING_ACCOUNT,
     Outcome.ATTACHED_BY_VERIFIED_IDENTIFIER:
         customers_pb2.RegisterCustomerResponse.OUTCOME_ATTACHED_BY_VERIFIED_IDENTIFIER,
+    Outcome.ATTACHED_BY_MATCHING:
+        customers_pb2.RegisterCustomerResponse.OUTCOME_ATTACHED_BY_MATCHING,
 }
 _STATES = {CustomerState.ACTIVE: customers_pb2.Customer.STATE_ACTIVE,
            CustomerState.MERGED: customers_pb2.Customer.STATE_MERGED}
@@ -53,8 +56,11 @@ _STATES = {CustomerState.ACTIVE: customers_pb2.Customer.STATE_ACTIVE,
 
 def register(context: AppContext, server: grpc.aio.Server) -> list[str]:
     """The ``singleid.services`` entry point."""
+    # Other domains (matching) hear of every new ID through these entry points.
+    listeners = [factory(context.db, context.keyring)
+                 for factory in load_plugins("singleid.registration_listeners")]
     customers_pb2_grpc.add_CustomerServiceServicer_to_server(
-        CustomerServicer(context, CustomerService(context.db, context.keyring),
+        CustomerServicer(context, CustomerService(context.db, context.keyring, listeners),
                          MergeService(context.db)), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(context, ProductService(context.db)), server)

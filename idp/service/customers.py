@@ -7,6 +7,7 @@ unique-key race re-runs the transaction (``Database.run_write``), which is how
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,20 +22,24 @@ from singleid.idp import ids, models
 from singleid.idp.normalize import Canonical, IdentifierKind
 from singleid.idp.service import records, validation
 from singleid.idp.service.types import (
+    AccountInput,
     CustomerState,
     CustomerView,
     IdentifierInput,
     IdentifierView,
     Lookup,
+    NewAccount,
     Outcome,
     Page,
     ProductAccountView,
     Registration,
+    RegistrationListener,
     Resolution,
 )
 from singleid.keyring import Keyring
 
 EVENT_SOURCE = "/singleid/idp"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,12 @@ class _Given:
 
 
 class CustomerService:
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(self, db: Database, keyring: Keyring,
+                 listeners: Sequence[RegistrationListener] = ()) -> None:
         self._db = db
         self._keyring = keyring
         self._known_products: set[str] = set()
+        self._listeners = tuple(listeners)
 
     # -- registration -------------------------------------------------------
 
@@ -79,7 +86,54 @@ class CustomerService:
                 lambda: self._register(session, product, account_id, given, display_name),
                 Registration)
 
-        return self._db.run_write(work)
+        registration = self._db.run_write(work)
+        if registration.created and self._listeners:
+            return self._notify(registration, NewAccount(
+                product=product, account_id=account_id, customer_id=registration.customer_id,
+                display_name=display_name,
+                identifiers=tuple((g.canonical.kind, g.canonical.value) for g in given)))
+        return registration
+
+    def _notify(self, registration: Registration, account: NewAccount) -> Registration:
+        """Tell the listeners (the matching service) about a new ID; it may be merged at once.
+
+        The registration has committed: a listener that fails is logged, never fatal.
+        """
+        for listener in self._listeners:
+            try:
+                survivor = listener(account)
+            except Exception:
+                log.exception("a registration listener failed",
+                              extra={"customer_id": account.customer_id})
+                continue
+            if survivor and survivor != registration.customer_id:
+                return Registration(survivor, created=False,
+                                    outcome=Outcome.ATTACHED_BY_MATCHING,
+                                    match_candidate_recorded=registration.match_candidate_recorded)
+        return registration
+
+    def register_many(self, product: str, accounts: Sequence[AccountInput]
+                      ) -> list[Registration]:
+        """Register many accounts of one product in one transaction (legacy imports).
+
+        Each account is registered exactly as :meth:`register` would (idempotent
+        on product and account ID, the same attach rule); the whole batch commits
+        or none of it does, so a caller validates its rows first.
+        """
+        violations = Violations()
+        validation.product_code(violations, "product", product)
+        checked: list[tuple[str, list[_Given], str]] = []
+        for index, item in enumerate(accounts):
+            validation.text(violations, f"accounts[{index}].account_id", item.account_id,
+                            limit=validation.MAX_ACCOUNT_ID, required=True)
+            validation.text(violations, f"accounts[{index}].display_name", item.display_name,
+                            limit=validation.MAX_DISPLAY_NAME)
+            checked.append((item.account_id, self._identifiers(violations, item.identifiers),
+                            item.display_name))
+        violations.raise_if_any()
+        return self._db.run_write(lambda session: [
+            self._register(session, product, account_id, given, display_name)
+            for account_id, given, display_name in checked])
 
     def _register(self, session: Session, product: str, account_id: str,
                   given: list[_Given], display_name: str) -> Registration:

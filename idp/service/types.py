@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -21,6 +22,7 @@ class Outcome(StrEnum):
     CREATED = "created"
     EXISTING_ACCOUNT = "existing_account"
     ATTACHED_BY_VERIFIED_IDENTIFIER = "attached_by_verified_identifier"
+    ATTACHED_BY_MATCHING = "attached_by_matching"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,34 @@ class IdentifierInput:
     kind: IdentifierKind
     value: str
     verified: bool = False
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """A registration that issued a new central ID, as registration listeners see it.
+
+    ``identifiers`` are canonical (kind, value) pairs: plaintext, in process only.
+    """
+
+    product: str
+    account_id: str
+    customer_id: str
+    display_name: str
+    identifiers: tuple[tuple[IdentifierKind, str], ...]
+
+
+# Called after a registration that issued a new ID committed; returns the ID the
+# account resolves to when the listener merged it into an existing customer.
+RegistrationListener = Callable[[NewAccount], str | None]
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    """One account of a batch registration (``CustomerService.register_many``)."""
+
+    account_id: str
+    identifiers: tuple[IdentifierInput, ...] = ()
+    display_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -315,6 +315,11 @@ class RegisterCustomerResponse(_message.Message):
         """A verified identifier matched exactly one customer's verified
         identifier, and the account was attached to that customer.
         """
+        OUTCOME_ATTACHED_BY_MATCHING: RegisterCustomerResponse._Outcome.ValueType  # 4
+        """The matching service found the same person with confidence above its
+        automatic-merge threshold: the new ID was merged into that customer's
+        (it stays an alias), whose ID is returned.
+        """
 
     class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
     OUTCOME_UNSPECIFIED: RegisterCustomerResponse.Outcome.ValueType  # 0
@@ -325,6 +330,11 @@ class RegisterCustomerResponse(_message.Message):
     OUTCOME_ATTACHED_BY_VERIFIED_IDENTIFIER: RegisterCustomerResponse.Outcome.ValueType  # 3
     """A verified identifier matched exactly one customer's verified
     identifier, and the account was attached to that customer.
+    """
+    OUTCOME_ATTACHED_BY_MATCHING: RegisterCustomerResponse.Outcome.ValueType  # 4
+    """The matching service found the same person with confidence above its
+    automatic-merge threshold: the new ID was merged into that customer's
+    (it stays an alias), whose ID is returned.
     """
 
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int

@@ -1,0 +1,1 @@
+"""Legacy accounts: import, record linkage, review and un-merge (issue 6)."""
