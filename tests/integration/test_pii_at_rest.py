@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 
 from singleid.clients import CustomersClient
 from singleid.clients.customers import identifier
+from singleid.db import Base
 from singleid.keyring import DEV_KEYRING_NAME
+from singleid.plugins import load_models
 from singleid.testing import ServerProcess
 from singleid.v1 import customers_pb2
 
@@ -136,15 +138,17 @@ def test_no_plaintext_personal_data_in_the_database(server: ServerProcess,
 
 
 def sealed_key_ids(database_url: str) -> list[str]:
-    """The key ID beside every sealed value in the database."""
+    """The key ID beside every sealed value in the database, in every domain's tables."""
+    load_models()
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            return [*connection.execute(text(
-                "SELECT key_id FROM customer_identifiers")).scalars(),
-                    *connection.execute(text(
-                        "SELECT display_name_key_id FROM customers "
-                        "WHERE display_name_key_id IS NOT NULL")).scalars()]
+            return [key_id
+                    for mapper in Base.registry.mappers
+                    for column in mapper.class_.__encrypted__
+                    for key_id in connection.execute(
+                        select(getattr(mapper.class_, column.key_id))
+                        .where(getattr(mapper.class_, column.key_id).is_not(None))).scalars()]
     finally:
         engine.dispose()
 
