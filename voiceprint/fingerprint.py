@@ -2,7 +2,7 @@
 
 A Haitsma-Kalker style binary fingerprint of the telephone band: the 16 kHz
 signal's power spectrum in 17 bands between 300 and 3400 Hz (so an 8 kHz
-re-recording of the same audio still matches), 64 ms frames every 16 ms; each
+re-recording of the same audio still matches), 64 ms frames every 8 ms; each
 frame gives 16 bits, the signs of the band-energy differences across frequency
 and time. Two recordings are the same audio when, at their best alignment,
 fewer than ``REPLAY_BIT_ERROR_RATE`` of the bits differ over at least
@@ -21,11 +21,11 @@ import numpy.typing as npt
 from singleid.voiceprint.audio import MODEL_RATE, Samples
 
 FRAME = 1024           # 64 ms at 16 kHz
-HOP = 256              # 16 ms
+HOP = 128              # 8 ms
 BANDS = 17
 LOW_HZ, HIGH_HZ = 300.0, 3400.0
-MAX_FRAMES = 1900      # about 30 s
-MIN_OVERLAP_FRAMES = 60  # about 1 s
+MAX_FRAMES = 3750      # about 30 s
+MIN_OVERLAP_FRAMES = 125  # about 1 s
 REPLAY_BIT_ERROR_RATE = 0.25
 
 Fingerprint = npt.NDArray[np.uint16]

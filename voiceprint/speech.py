@@ -96,8 +96,7 @@ def check(report: SpeechReport, *, min_net_speech: float, field: str) -> None:
     """Raise FAILED_PRECONDITION naming the field, the reason and the measured figure."""
     figures = {"net_speech_seconds": f"{report.net_speech_seconds:.2f}",
                "audio_seconds": f"{report.seconds:.2f}"}
-    if report.peak_dbfs < SILENCE_PEAK_DBFS or (not report.segments
-                                                and report.speech_rms_dbfs <= dbfs(0)):
+    if report.peak_dbfs < SILENCE_PEAK_DBFS:
         raise FailedPrecondition(
             f"the recording is silent (peak {report.peak_dbfs:.1f} dBFS)", reason="AUDIO_SILENT",
             field=field, metadata={**figures, "peak_dbfs": f"{report.peak_dbfs:.1f}",

@@ -83,9 +83,14 @@ class VoiceEngine:
         return process(self.encoder, item, field=field, min_speech=min_speech)
 
 
-def process(encoder: SpeakerEncoder, item: AudioInput, *, field: str,
-            min_speech: float) -> Processed:
-    wave = audio.to_model_rate(audio.decode(item.content, item.format, field))
+def decode(item: AudioInput, field: str) -> audio.Waveform:
+    """Decode and resample to 16 kHz (cheap); INVALID_ARGUMENT naming the field."""
+    return audio.to_model_rate(audio.decode(item.content, item.format, field))
+
+
+def embed(encoder: SpeakerEncoder, wave: audio.Waveform, *, field: str,
+          min_speech: float) -> Processed:
+    """The speech checks (FAILED_PRECONDITION naming the field), the embedding, the fingerprint."""
     report = speech.analyse(wave)
     speech.check(report, min_net_speech=min_speech, field=field)
     embedding = encoder.embed(speech.speech_only(wave, report))
@@ -94,3 +99,8 @@ def process(encoder: SpeakerEncoder, item: AudioInput, *, field: str,
                                  field=field)
     return Processed(embedding=embedding, net_speech_seconds=report.net_speech_seconds,
                      fingerprint=fingerprint.fingerprint(wave.samples))
+
+
+def process(encoder: SpeakerEncoder, item: AudioInput, *, field: str,
+            min_speech: float) -> Processed:
+    return embed(encoder, decode(item, field), field=field, min_speech=min_speech)

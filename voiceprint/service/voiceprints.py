@@ -31,7 +31,7 @@ from singleid.idp.service.types import Lookup
 from singleid.keyring import Keyring, Sealed
 from singleid.voiceprint import audio, fingerprint, models
 from singleid.voiceprint.service.consent import BiometricConsent, TableBiometricConsent
-from singleid.voiceprint.service.engine import Processed, VoiceEngine
+from singleid.voiceprint.service.engine import Processed, VoiceEngine, decode, embed
 from singleid.voiceprint.service.types import (
     AudioInput,
     ConsentView,
@@ -193,6 +193,7 @@ class VoiceprintService:
         violations.raise_if_any()
         customer_id = self._customer(customer_id)
         self._require_consent(customer_id)
+        wave = decode(item, "audio")  # malformed audio is INVALID_ARGUMENT before anything else
         with self._db.read() as session:
             self._check_rate(session, customer_id, call_id)
             row = session.get(models.Voiceprint, customer_id)
@@ -216,8 +217,8 @@ class VoiceprintService:
                 Sealed(f.key_id, f.ciphertext), models.FINGERPRINT_PURPOSE))
                 for f in session.scalars(select(models.VoiceFingerprint).where(
                     models.VoiceFingerprint.customer_id == customer_id))]
-        processed = self.engine.process(item, field="audio",
-                                        min_speech=self._settings.min_verify_speech_seconds)
+        processed = embed(self.engine.encoder, wave, field="audio",
+                          min_speech=self._settings.min_verify_speech_seconds)
         replay = any(fingerprint.is_replay(processed.fingerprint, old) for old in stored)
         result = self._score(customer_id, template, processed, replay)
 
