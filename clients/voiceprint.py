@@ -46,6 +46,9 @@ class VoiceprintClient(BaseClient):
         super().__init__(target, channel=channel, timeout=timeout, attempts=attempts)
         self.stub = voiceprint_pb2_grpc.VoiceprintServiceStub(self.channel)
 
+    def __enter__(self) -> VoiceprintClient:
+        return self
+
     def _stream(self, method: Callable[..., R], requests: Callable[[], Iterator[Any]]) -> R:
         try:
             return method(requests(), timeout=self.timeout)

@@ -197,7 +197,8 @@ async def _read_enroll_stream(
             fmt = _format(config.audio, "config.audio")
             buffer = audio.AudioBuffer(fmt)
             continue
-        assert buffer is not None and fmt is not None
+        assert buffer is not None
+        assert fmt is not None
         if which == "config":
             raise InvalidArgument("only the first message may carry the config", field="config",
                                   reason="CONFIG_REPEATED")

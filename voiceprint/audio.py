@@ -279,7 +279,8 @@ def _alaw(byte: int) -> int:
     a = byte ^ 0x55
     exponent = (a >> 4) & 0x07
     mantissa = a & 0x0F
-    magnitude = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
+    segment_base = 8 if exponent == 0 else 0x108
+    magnitude = ((mantissa << 4) + segment_base) << max(exponent - 1, 0)
     return magnitude if a & 0x80 else -magnitude
 
 

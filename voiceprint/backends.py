@@ -50,7 +50,7 @@ class SpeakerEncoder(Protocol):
 def check_torchaudio() -> None:
     """Fail with a clear message when torchaudio cannot be imported (see DESIGN.md)."""
     try:
-        import torchaudio  # noqa: F401, PLC0415
+        import torchaudio  # noqa: PLC0415
         import torchaudio.functional  # noqa: F401, PLC0415
     except Exception as exc:
         raise BackendUnavailable(

@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -166,10 +167,11 @@ def plot_det(m: Metrics, path: Path, title: str) -> None:
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
-    from scipy.stats import norm  # noqa: PLC0415
+    inv_cdf = NormalDist().inv_cdf
 
     def nd(values: Scores) -> Scores:
-        return np.asarray(norm.ppf(np.clip(values, 1e-4, 1 - 1e-4)), dtype=np.float64)
+        clipped = np.clip(values, 1e-4, 1 - 1e-4)
+        return np.array([inv_cdf(float(v)) for v in clipped], dtype=np.float64)
 
     ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
     labels = [f"{t * 100:g}" for t in ticks]
@@ -178,8 +180,9 @@ def plot_det(m: Metrics, path: Path, title: str) -> None:
     ax.plot(nd(np.array([m.eer])), nd(np.array([m.eer])), "o")
     ax.set_xticks(nd(np.array(ticks)), labels)
     ax.set_yticks(nd(np.array(ticks)), labels)
-    ax.set_xlim(nd(np.array([0.0005, 0.5])))
-    ax.set_ylim(nd(np.array([0.0005, 0.5])))
+    low, high = (float(v) for v in nd(np.array([0.0005, 0.5])))
+    ax.set_xlim((low, high))
+    ax.set_ylim((low, high))
     ax.set_xlabel("false accept rate (%)")
     ax.set_ylabel("false reject rate (%)")
     ax.set_title(title)

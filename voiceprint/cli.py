@@ -1,4 +1,4 @@
-"""``singleid voiceprint …`` (calibrate, evaluate, consent) and ``singleid ivr …`` (the simulator)."""
+"""``singleid voiceprint …`` (calibrate, evaluate, consent) and ``singleid ivr …`` (simulator)."""
 
 from __future__ import annotations
 

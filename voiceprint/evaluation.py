@@ -14,10 +14,12 @@ once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,11 +133,9 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
     trials = Trials()
     product = "voice-eval"
     run_id = f"{time.time_ns():x}"
-    with CustomersClient(target) as customers, VoiceprintClient(target) as voice:
-        try:
+    with closing(CustomersClient(target)) as customers, VoiceprintClient(target) as voice:
+        with contextlib.suppress(AlreadyExists):
             customers.create_product(product, "Voice evaluation")
-        except AlreadyExists:
-            pass
         ids = {s: customers.register_customer(product, f"{s}").customer_id
                for s in dataset.speakers}
         enrolled: dict[str, str] = {}

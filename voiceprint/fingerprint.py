@@ -15,6 +15,8 @@ difference, not the spectrum.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -41,7 +43,7 @@ def fingerprint(samples: Samples) -> Fingerprint:
     freqs = np.fft.rfftfreq(FRAME, 1.0 / MODEL_RATE)
     edges = np.geomspace(LOW_HZ, HIGH_HZ, BANDS + 1)
     bands = np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
-                      for lo, hi in zip(edges[:-1], edges[1:], strict=True)], axis=1)
+                      for lo, hi in itertools.pairwise(edges)], axis=1)
     energy = np.log(bands + 1e-10)
     diff = energy[:, :-1] - energy[:, 1:]           # across frequency: 16 values
     bits = (diff[1:] - diff[:-1]) > 0               # across time

@@ -7,9 +7,11 @@ database for the whole module: the model loads once per server.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,12 +63,10 @@ class Voice:
     database_url: str
 
     def customer(self) -> str:
-        with CustomersClient(self.server.grpc_addr) as client:
-            try:
+        with closing(CustomersClient(self.server.grpc_addr)) as client:
+            with contextlib.suppress(SingleIdError):
                 client.create_product("ivr", "IVR")
-            except SingleIdError:
-                pass
-            return client.register_customer("ivr", uuid.uuid4().hex).customer_id
+            return str(client.register_customer("ivr", uuid.uuid4().hex).customer_id)
 
     def client(self) -> VoiceprintClient:
         return VoiceprintClient(self.server.grpc_addr)

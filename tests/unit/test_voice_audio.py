@@ -1,4 +1,4 @@
-"""Audio in: G.711 tables, decoding, and every malformed input gets a clear status naming the field."""
+"""Audio in: G.711 tables, decoding; every malformed input gets a clear status naming the field."""
 
 from __future__ import annotations
 
@@ -136,9 +136,12 @@ def test_buffer_refuses_a_large_chunk_and_a_long_stream() -> None:
         buffer.add(bytes(audio.MAX_CHUNK_BYTES + 1))
     assert _reason(exc) == ("CHUNK_TOO_LARGE", "audio_chunk")
     chunk = bytes(audio.MAX_CHUNK_BYTES)
-    with pytest.raises(InvalidArgument) as exc:
+    def fill() -> None:
         for _ in range(1000):
             buffer.add(chunk)
+
+    with pytest.raises(InvalidArgument) as exc:
+        fill()
     assert _reason(exc) == ("AUDIO_TOO_LONG", "audio_chunk")
     # Bounded: it never held more than the limit.
     assert buffer.size <= audio.max_bytes(PCM16K)

@@ -68,7 +68,7 @@ def test_ecapa_loads_from_a_speechbrain_directory_written_from_a_random_model(
 
 
 def test_ecapa_needs_a_model_directory(tmp_path: Path) -> None:
-    with pytest.raises(BackendUnavailable, match="hyperparams.yaml"):
+    with pytest.raises(BackendUnavailable, match=r"hyperparams\.yaml"):
         backends.load_backend("ecapa", tmp_path)
     with pytest.raises(BackendUnavailable, match="SINGLEID_VOICE_ECAPA_DIR"):
         backends.load_backend("ecapa", None)
@@ -80,7 +80,8 @@ def test_a_broken_torchaudio_fails_with_a_clear_message(tmp_path: Path) -> None:
     # A torchaudio that fails to import, as the CUDA build does with its .so files in place.
     fake = tmp_path / "torchaudio"
     fake.mkdir()
-    (fake / "__init__.py").write_text("raise OSError('libcudart.so.13: cannot open shared object')\n")
+    (fake / "__init__.py").write_text(
+        "raise OSError('libcudart.so.13: cannot open shared object')\n")
     code = ("from singleid.voiceprint.backends import check_torchaudio\n"
             "check_torchaudio()\n")
     result = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path)},

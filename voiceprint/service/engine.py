@@ -79,7 +79,7 @@ class VoiceEngine:
         return point
 
     def process(self, item: AudioInput, *, field: str, min_speech: float) -> Processed:
-        """Decode, check and embed one recording; INVALID_ARGUMENT/FAILED_PRECONDITION naming field."""
+        """Decode, check and embed one recording (errors name ``field``)."""
         return process(self.encoder, item, field=field, min_speech=min_speech)
 
 

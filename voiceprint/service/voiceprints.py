@@ -97,13 +97,13 @@ class VoiceprintService:
                                          min_speech=self._settings.min_utterance_speech_seconds)
                      for i, u in enumerate(utterances)]
         net = sum(p.net_speech_seconds for p in processed)
-        if net < self._settings.min_enroll_speech_seconds:
+        minimum = self._settings.min_enroll_speech_seconds
+        if net < minimum:
             raise FailedPrecondition(
                 f"{net:.2f} s of speech over {len(processed)} utterance(s); enrollment needs "
-                f"{self._settings.min_enroll_speech_seconds:g} s", reason="NOT_ENOUGH_SPEECH",
-                field="utterances",
+                f"{minimum:g} s", reason="NOT_ENOUGH_SPEECH", field="utterances",
                 metadata={"net_speech_seconds": f"{net:.2f}",
-                          "min_net_speech_seconds": f"{self._settings.min_enroll_speech_seconds:g}"})
+                          "min_net_speech_seconds": f"{minimum:g}"})
         template = template_of([p.embedding for p in processed])
         request = {"customer_id": customer_id, "call_id": call_id,
                    "audio": [idempotency.fingerprint(u.content.hex()).hex() for u in utterances]}
