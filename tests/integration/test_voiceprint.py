@@ -8,7 +8,10 @@ database for the whole module: the model loads once per server.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -19,6 +22,7 @@ import grpc
 import numpy as np
 import psycopg
 import pytest
+import soundfile
 from sqlalchemy import make_url
 
 from singleid.clients.customers import CustomersClient
@@ -341,3 +345,30 @@ def test_the_database_holds_no_template_in_plaintext(voice: Voice, enrolled: str
         database_file = Path(make_url(url).database or "")
         everything = b"".join(p.read_bytes() for p in database_file.parent.glob("singleid.db*"))
         assert template[:64] not in everything
+
+
+def test_the_ivr_simulator_streams_wav_files(voice: Voice, tmp_path: Path) -> None:
+    customer_id = voice.customer()
+    with voice.client() as client:
+        client.grant_consent(customer_id)
+    wavs = []
+    for i, path in enumerate(voxforge(BOB)[:3]):
+        samples, rate = read(path)
+        wavs.append(tmp_path / f"{i}.wav")
+        soundfile.write(str(wavs[-1]), samples, rate, subtype="PCM_16")
+
+    def ivr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "singleid", "ivr", *args, "--customer",
+                               customer_id, "--target", voice.server.grpc_addr],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    enrolled = ivr("enroll", str(wavs[0]), str(wavs[1]))
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert json.loads(enrolled.stdout)["utterance_count"] == 2
+    verified = ivr("verify", str(wavs[2]))
+    assert verified.returncode == 0, verified.stderr
+    result = json.loads(verified.stdout)
+    assert result["decision"] == "ACCEPT"
+    assert result["model_id"] == "ge2e-resemblyzer-0.1.4"
+    refused = ivr("verify", str(tmp_path / "missing.wav"))
+    assert refused.returncode != 0
