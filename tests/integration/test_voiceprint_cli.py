@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -63,3 +64,17 @@ def test_evaluate_runs_the_protocol_through_a_server_it_starts(small_corpus: Pat
     assert report["resample"] == 8000
     assert report["target_trials"] == 2
     assert (tmp_path / "eval" / "det.png").exists()
+
+
+def test_serve_refuses_to_start_when_torchaudio_cannot_be_imported(tmp_path: Path) -> None:
+    fake = tmp_path / "shadow" / "torchaudio"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise OSError('libcudart.so.13: cannot open')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow"),
+           "SINGLEID_DATA_DIR": str(tmp_path / "data"), "SINGLEID_GRPC_ADDR": "127.0.0.1:0",
+           "SINGLEID_HTTP_ADDR": "127.0.0.1:0"}
+    result = subprocess.run([sys.executable, "-m", "singleid", "serve"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    assert "the voice service cannot start: torchaudio cannot be imported" in result.stderr
+    assert "Traceback" not in result.stderr
