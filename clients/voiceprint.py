@@ -22,7 +22,7 @@ from singleid.v1 import voiceprint_pb2, voiceprint_pb2_grpc
 
 Encoding: TypeAlias = voiceprint_pb2.AudioEncoding.ValueType
 R = TypeVar("R")
-DEFAULT_VOICE_TIMEOUT_SECONDS = 30.0
+DEFAULT_VOICE_TIMEOUT_SECONDS = 90.0
 CHUNK_SECONDS = 0.02
 
 

@@ -32,6 +32,6 @@ class VoiceSettings(BaseSettings):
     attempt_window_seconds: int = Field(default=600, ge=1)
     fingerprints_kept: int = Field(default=20, ge=1,
                                    description="Verification fingerprints kept per customer.")
-    deadline_seconds: float = Field(default=30.0, gt=0,
+    deadline_seconds: float = Field(default=90.0, gt=0,
                                     description="Server-side limit on one Enroll/Verify call.")
     torch_threads: int = Field(default=1, ge=1, le=64)

@@ -11,7 +11,6 @@ from alembic import op
 
 import singleid.db
 
-
 revision: str = 'voice_0001'
 down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = ('voiceprint',)

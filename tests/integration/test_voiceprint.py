@@ -12,6 +12,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -58,6 +59,7 @@ REJECT = voiceprint_pb2.VerifyResponse.DECISION_REJECT
 # Two male speakers of the 16 kHz corpus, and a female one for the watchlist.
 ALICE, BOB, MALLORY = "Ara", "Blenderkitty", "becz03"
 CALL_LIMIT, CUSTOMER_LIMIT = 3, 6
+DEADLINE_SECONDS = 10
 
 
 @dataclass
@@ -111,6 +113,7 @@ def voice(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "SINGLEID_TEST_KEYRING": material.to_json(),
         "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CALL": str(CALL_LIMIT),
         "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CUSTOMER": str(CUSTOMER_LIMIT),
+        "SINGLEID_VOICE_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
     }).start()
     yield Voice(server, Keyring(material), url)
     server.stop()
@@ -310,6 +313,27 @@ def test_a_stream_over_the_limits_is_stopped(voice: Voice, enrolled: str) -> Non
     assert (big_chunk.value.reason, big_chunk.value.field) == ("CHUNK_TOO_LARGE", "audio_chunk")
     assert (too_long.value.reason, too_long.value.field) == ("AUDIO_TOO_LONG", "audio_chunk")
     assert too_long.value.metadata["limit_seconds"] == "60"
+
+
+def test_a_stream_slower_than_the_server_deadline_is_stopped(voice: Voice,
+                                                             enrolled: str) -> None:
+    config = voiceprint_pb2.VerifyConfig(customer_id=enrolled, call_id="slow", audio=(
+        voiceprint_pb2.AudioConfig(encoding=PCM, sample_rate_hertz=16_000)))
+
+    def trickle() -> Iterator[voiceprint_pb2.VerifyStreamRequest]:
+        yield voiceprint_pb2.VerifyStreamRequest(config=config)
+        for _ in range(DEADLINE_SECONDS * 2 + 4):
+            time.sleep(0.5)
+            yield voiceprint_pb2.VerifyStreamRequest(audio_chunk=bytes(640))
+
+    started = time.monotonic()
+    with voice.client() as client, pytest.raises(grpc.RpcError) as exc:
+        client.stub.Verify(trickle(), timeout=60)
+    error = exc.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "limit" in (error.details() or "")
+    assert time.monotonic() - started < DEADLINE_SECONDS + 5
 
 
 def test_the_first_message_must_be_the_config(voice: Voice) -> None:

@@ -34,7 +34,8 @@ class VoiceprintServiceStub:
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     def __init__(self, channel):
@@ -103,7 +104,8 @@ class VoiceprintServiceServicer:
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     def Enroll(self, request_iterator, context):
@@ -246,7 +248,8 @@ class VoiceprintService:
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     @staticmethod

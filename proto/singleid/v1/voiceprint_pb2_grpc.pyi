@@ -35,7 +35,8 @@ class VoiceprintServiceStub:
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     @_typing.overload
@@ -75,7 +76,8 @@ class VoiceprintServiceAsyncStub(VoiceprintServiceStub):
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -111,7 +113,8 @@ class VoiceprintServiceServicer(metaclass=_abc_1.ABCMeta):
     forms take the same audio in one message. Limits (see the README, "Voice
     verification"): a stream carries at most 60 s of audio, a chunk at most
     64 KiB, a whole request at most 3 MiB of audio, and a call must finish within
-    its deadline (30 s server-side when the client sets none).
+    its deadline: the client's, and at most 90 s on the server (a 60 s stream sent at
+    real time, plus the work).
     """
 
     @_abc_1.abstractmethod
