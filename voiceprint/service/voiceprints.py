@@ -8,6 +8,7 @@ mutation is then one transaction, with its outbox event and idempotency record.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Sequence
@@ -106,7 +107,7 @@ class VoiceprintService:
                           "min_net_speech_seconds": f"{minimum:g}"})
         template = template_of([p.embedding for p in processed])
         request = {"customer_id": customer_id, "call_id": call_id,
-                   "audio": [idempotency.fingerprint(u.content.hex()).hex() for u in utterances]}
+                   "audio": [_digest(u) for u in utterances]}
 
         def work(session: Session) -> VoiceprintView:
             return idempotency.run_once(
@@ -339,7 +340,7 @@ class VoiceprintService:
         idempotency.check_key(idempotency_key)
         processed = self.engine.process(item, field="audio",
                                         min_speech=self._settings.min_verify_speech_seconds)
-        request = {"label": label, "audio": idempotency.fingerprint(item.content.hex()).hex()}
+        request = {"label": label, "audio": _digest(item)}
 
         def apply(session: Session) -> WatchlistEntryView:
             sealed = self._keyring.seal(processed.embedding.astype("<f4").tobytes(),
@@ -384,6 +385,12 @@ def template_of(embeddings: Sequence[audio.Samples]) -> audio.Samples:
         raise FailedPrecondition("the utterances give no usable voiceprint",
                                  reason="NO_EMBEDDING", field="utterances")
     return np.asarray(mean / norm, dtype=np.float32)
+
+
+def _digest(item: AudioInput) -> str:
+    """What an idempotency record remembers of the audio: a digest, never the audio."""
+    return hashlib.sha256(item.content).hexdigest() + f":{item.format.encoding}" \
+        f":{item.format.sample_rate}"
 
 
 def _view(row: models.Voiceprint) -> VoiceprintView:
