@@ -89,3 +89,29 @@ def test_a_broken_torchaudio_fails_with_a_clear_message(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "torchaudio cannot be imported" in result.stderr
     assert "./dev setup" in result.stderr
+
+
+def test_a_backend_without_its_calibration_table_does_not_start(tmp_path: Path) -> None:
+    from singleid.voiceprint.calibration import build_table  # noqa: PLC0415
+    from singleid.voiceprint.config import VoiceSettings  # noqa: PLC0415
+    from singleid.voiceprint.service import CalibrationError, VoiceEngine  # noqa: PLC0415
+
+    model_dir = backends.write_random_ecapa(tmp_path / "ecapa", channels=(32, 32, 32, 32, 96),
+                                            lin_neurons=16)
+    settings = VoiceSettings(backend="ecapa", ecapa_dir=model_dir)
+    with pytest.raises(CalibrationError, match="singleid voiceprint calibrate"):
+        VoiceEngine(settings)
+    # A table made for another model is refused too; the right one is loaded.
+    rng = np.random.default_rng(0)
+    encoder = backends.load_backend("ecapa", model_dir)
+    wrong, _ = build_table(rng.normal(1, 1, 50), rng.normal(0, 1, 50), model_id=encoder.model_id,
+                           model_version="other")
+    (tmp_path / "wrong.json").write_text(wrong.to_json())
+    with pytest.raises(CalibrationError, match="calibrate again"):
+        VoiceEngine(settings.model_copy(update={"calibration": tmp_path / "wrong.json"}))
+    right, _ = build_table(rng.normal(1, 1, 50), rng.normal(0, 1, 50), model_id=encoder.model_id,
+                           model_version=encoder.model_version)
+    (tmp_path / "right.json").write_text(right.to_json())
+    engine = VoiceEngine(settings.model_copy(update={"calibration": tmp_path / "right.json"}))
+    assert engine.model_id == backends.ECAPA_ID
+    assert engine.operating_point == right.operating_points["far_1pct"]
