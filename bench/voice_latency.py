@@ -66,11 +66,15 @@ def three_seconds(speaker_dir: Path) -> bytes:
 
 
 def start(data_dir: Path, workers: int, keyring: str) -> ServerProcess:
-    return ServerProcess(data_dir=data_dir, workers=workers, env={
+    server = ServerProcess(data_dir=data_dir, workers=workers, env={
         "SINGLEID_KEYRING": "env:SINGLEID_BENCH_KEYRING", "SINGLEID_BENCH_KEYRING": keyring,
-        "SINGLEID_LOG_LEVEL": "WARNING",
         "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CUSTOMER": "1000000000",
-        "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CALL": "1000000000"}).start()
+        "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CALL": "1000000000"})
+    try:
+        return server.start()
+    except RuntimeError:
+        server.kill()
+        raise
 
 
 def enroll(addr: str, speaker_dir: Path) -> str:
