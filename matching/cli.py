@@ -8,38 +8,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from click._termui_impl import ProgressBar
 
+from singleid.clitools import app_context
 from singleid.errors import SingleIdError
 from singleid.matching.service import ImportService, MatchingService, Reject
 from singleid.matching.service.evaluation import evaluate
 from singleid.matching.service.importer import load_mapping, read_file
 from singleid.matching.service.types import AccountRef
 from singleid.matching.waterfall import draw_waterfall
-from singleid.server.context import AppContext
-from singleid.settings import get_settings
 
 
 def commands() -> list[click.Command]:
     """The ``singleid.commands`` entry point."""
     return [legacy]
-
-
-@contextmanager
-def _context() -> Iterator[AppContext]:
-    context = AppContext.from_settings(get_settings())
-    try:
-        context.db.migrate()
-        yield context
-    except SingleIdError as exc:
-        raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    finally:
-        context.close()
 
 
 def _account(text: str) -> AccountRef:
@@ -91,7 +76,7 @@ def legacy_import(product: str, encoding: str, file_format: str | None, mapping:
     renames = load_mapping(mapping) if mapping else None
     reject_path = reject_file or file.with_name(file.name + ".rejects.jsonl")
     total = 0 if no_progress else max(_count_lines(file) - 1, 0)
-    with _context() as context, reject_path.open("w", encoding="utf-8") as rejects:
+    with app_context() as context, reject_path.open("w", encoding="utf-8") as rejects:
         def on_reject(item: Reject) -> None:
             rejects.write(item.to_json() + "\n")
 
@@ -120,7 +105,7 @@ def legacy_import(product: str, encoding: str, file_format: str | None, mapping:
 @click.option("--reuse-model", is_flag=True, help="Use the stored parameters, do not re-fit.")
 def legacy_match(reuse_model: bool) -> None:
     """Batch matching: fit, merge the confident pairs, queue the uncertain ones."""
-    with _context() as context:
+    with app_context() as context:
         summary = MatchingService(context.db, context.keyring).run_batch(refit=not reuse_model)
     click.echo(json.dumps({"accounts": summary.accounts,
                            "candidate_pairs": summary.candidate_pairs,
@@ -136,7 +121,7 @@ def legacy_match(reuse_model: bool) -> None:
 def legacy_explain(a: str, b: str, png: Path | None) -> None:
     """Why two accounts (PRODUCT:ACCOUNT_ID each) do or do not match."""
     left, right = _account(a), _account(b)
-    with _context() as context:
+    with app_context() as context:
         result = MatchingService(context.db, context.keyring).explain(left, right)
     click.echo(f"prior {result.prior_weight:+.2f}")
     for f in result.fields:
