@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from singleid import events, idempotency
+from singleid import events, idempotency, paging
 from singleid.db import Database, utcnow
 from singleid.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Violations
 from singleid.idp import ids, models
@@ -305,8 +305,8 @@ class CustomerService:
         violations = Violations()
         validation.customer_id(violations, "customer_id", customer_id)
         violations.raise_if_any()
-        size = validation.page_size(page_size)
-        after = validation.page_token(page_token)
+        size = paging.page_size(page_size)
+        after = paging.page_token(page_token)
         with self._db.read() as session:
             owner = records.active_customer(session, customer_id)
             rows = list(session.scalars(
@@ -317,7 +317,7 @@ class CustomerService:
         more = len(rows) > size
         rows = rows[:size]
         return Page([records.account_view(r) for r in rows],
-                     validation.next_page_token(rows[-1].id if more else None))
+                     paging.next_page_token(rows[-1].id if more else None))
 
     # -- product accounts ---------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from singleid import idempotency
+from singleid import idempotency, paging
 from singleid.db import Database, utcnow
 from singleid.errors import AlreadyExists, NotFound, Violations
 from singleid.idp import models
@@ -47,15 +47,15 @@ class ProductService:
             return _view(row)
 
     def list(self, page_size: int = 0, page_token: str = "") -> Page[ProductView]:
-        size = validation.page_size(page_size)
-        offset = validation.page_token(page_token)
+        size = paging.page_size(page_size)
+        offset = paging.page_token(page_token)
         with self._db.read() as session:
             rows = list(session.scalars(select(models.Product).order_by(models.Product.code)
                                         .offset(offset).limit(size)))
             total = session.scalar(select(func.count()).select_from(models.Product)) or 0
         more = offset + len(rows) < total
         return Page([_view(r) for r in rows],
-                    validation.next_page_token(offset + len(rows) if more else None))
+                    paging.next_page_token(offset + len(rows) if more else None))
 
 
 def _view(row: models.Product) -> ProductView:

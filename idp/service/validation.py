@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from singleid.errors import InvalidArgument, Violations
+from singleid.errors import Violations
 from singleid.idp import ids
 from singleid.idp.normalize import Canonical, IdentifierKind, NormalizationError, normalize
 
@@ -63,34 +63,3 @@ def evidence(violations: Violations, field: str, values: dict[str, str]) -> None
         text(violations, f"{field}[{key[:MAX_EVIDENCE_KEY]}]", key, limit=MAX_EVIDENCE_KEY,
              required=True)
         text(violations, f"{field}[{key[:MAX_EVIDENCE_KEY]}]", value, limit=MAX_EVIDENCE_VALUE)
-
-
-def page_size(value: int, *, default: int = 100, maximum: int = 1000) -> int:
-    if value < 0:
-        raise InvalidArgument("must not be negative", field="page_size")
-    return min(value or default, maximum)
-
-
-def page_token(value: str) -> int:
-    """Page tokens are the last row's key, opaque to callers."""
-    if not value:
-        return 0
-    try:
-        return int(value, 36)
-    except ValueError:
-        raise InvalidArgument("not a page token from an earlier response",
-                              field="page_token") from None
-
-
-def next_page_token(last_key: int | None) -> str:
-    return "" if last_key is None else _to_base36(last_key)
-
-
-def _to_base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, digit = divmod(number, 36)
-        out = digits[digit] + out
-        if number == 0:
-            return out

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from singleid import events
+from singleid import events, paging
 from singleid.db import Database, utcnow
 from singleid.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from singleid.idp.normalize import IdentifierKind, mask
@@ -276,7 +276,7 @@ class MatchingService:
         if page_size < 0:
             raise InvalidArgument("must not be negative", field="page_size")
         size = min(page_size or 50, 500)
-        offset = _offset(page_token)
+        offset = paging.page_token(page_token)
         with self._db.read() as session:
             rows = list(session.scalars(
                 select(models.MatchPair)
@@ -286,7 +286,7 @@ class MatchingService:
                 .offset(offset).limit(size + 1)))
         more = len(rows) > size
         return Page([_candidate(r) for r in rows[:size]],
-                    _token(offset + size) if more else "")
+                    paging.next_page_token(offset + size if more else None))
 
     def review_size(self) -> int:
         with self._db.read() as session:
@@ -448,23 +448,3 @@ def _candidate(row: models.MatchPair) -> CandidateView:
                          hard_rules=[r for r in rules.split(",") if r],
                          operator=row.operator or "", decided_at=row.decided_at,
                          merge_id=row.merge_id or "")
-
-
-def _offset(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(token, 36)
-    except ValueError:
-        raise InvalidArgument("not a page token from an earlier response",
-                              field="page_token") from None
-
-
-def _token(offset: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        offset, digit = divmod(offset, 36)
-        out = digits[digit] + out
-        if offset == 0:
-            return out
