@@ -93,6 +93,11 @@ class _Browser:
         return pages.Page(self.lang, self.csrf)
 
 
+# A posted page: its form, the authorization query it carries (raw and parsed),
+# the browser, and that query as an OAuth request.
+_Posted = tuple[dict[str, str], str, list[tuple[str, str]], _Browser, FormRequest]
+
+
 class _Web:
     def __init__(self, context: AppContext, provider: Provider, logins: LoginService) -> None:
         self.context = context
@@ -174,6 +179,16 @@ class _Web:
                                                     description=outcome.description), 400,
                           session_cookie=session_cookie)
 
+    async def _posted(self, request: Request) -> _Posted | Response:
+        """A page's form, its carried authorization query and browser, or a 403 on bad CSRF."""
+        form = await self._form(request)
+        query = form.get("q", "")
+        items = parse_qsl(query, keep_blank_values=True)
+        browser = self._browser(request, dict(items))
+        if not self._csrf_ok(browser, form):
+            return self._forbidden(browser)
+        return form, query, items, browser, self._authorize_request("GET", items, request.headers)
+
     async def _form(self, request: Request) -> dict[str, str]:
         form = await request.form()
         return {k: v for k, v in form.multi_items() if isinstance(v, str)}
@@ -208,13 +223,10 @@ class _Web:
         return self._respond(browser, outcome, query, session, fresh=False)
 
     async def login(self, request: Request) -> Response:
-        form = await self._form(request)
-        query = form.get("q", "")
-        items = parse_qsl(query, keep_blank_values=True)
-        browser = self._browser(request, dict(items))
-        if not self._csrf_ok(browser, form):
-            return self._forbidden(browser)
-        oauth_request = self._authorize_request("GET", items, request.headers)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, query, items, browser, oauth_request = posted
         identifier, password = form.get("identifier", ""), form.get("password", "")
         client_id = dict(items).get("client_id", "")
 
@@ -249,13 +261,10 @@ class _Web:
             query = request.url.query
             browser = self._browser(request, dict(request.query_params))
             return self._html(browser, pages.register_page(browser.page(), query=query))
-        form = await self._form(request)
-        query = form.get("q", "")
-        items = parse_qsl(query, keep_blank_values=True)
-        browser = self._browser(request, dict(items))
-        if not self._csrf_ok(browser, form):
-            return self._forbidden(browser)
-        oauth_request = self._authorize_request("GET", items, request.headers)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, query, _items, browser, oauth_request = posted
         identifier, name = form.get("identifier", ""), form.get("name", "")
 
         def work() -> Response:
@@ -277,13 +286,10 @@ class _Web:
         return response
 
     async def consent(self, request: Request) -> Response:
-        form = await self._form(request)
-        query = form.get("q", "")
-        items = parse_qsl(query, keep_blank_values=True)
-        browser = self._browser(request, dict(items))
-        if not self._csrf_ok(browser, form):
-            return self._forbidden(browser)
-        oauth_request = self._authorize_request("GET", items, request.headers)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, query, _items, browser, oauth_request = posted
         allow = form.get("decision") == "allow"
 
         def work() -> tuple[AuthorizeOutcome, SessionView | None, bool]:
@@ -301,13 +307,10 @@ class _Web:
         return self._respond(browser, outcome, query, session, fresh)
 
     async def legacy(self, request: Request) -> Response:
-        form = await self._form(request)
-        query = form.get("q", "")
-        items = parse_qsl(query, keep_blank_values=True)
-        browser = self._browser(request, dict(items))
-        if not self._csrf_ok(browser, form):
-            return self._forbidden(browser)
-        oauth_request = self._authorize_request("GET", items, request.headers)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, query, items, browser, oauth_request = posted
         link = form.get("link", "")
         agree = form.get("decision") == "agree"
 
