@@ -12,6 +12,7 @@ from typing import TypeAlias
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from singleid.clients.auth import TokenSource
 from singleid.clients.base import (
     DEFAULT_ATTEMPTS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -31,8 +32,10 @@ def identifier(kind: Kind, value: str, *, verified: bool = False
 class CustomersClient(BaseClient):
     def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None,
                  timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 attempts: int = DEFAULT_ATTEMPTS) -> None:
-        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts)
+                 attempts: int = DEFAULT_ATTEMPTS, auth: TokenSource | str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts, auth=auth,
+                         credentials=credentials)
         self.stub = customers_pb2_grpc.CustomerServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
 

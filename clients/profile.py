@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from singleid.clients.auth import TokenSource
 from singleid.clients.base import (
     DEFAULT_ATTEMPTS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -38,8 +39,10 @@ def event_data(event: profile_pb2.ChangeEvent) -> dict[str, Any]:
 class ProfileClient(BaseClient):
     def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None,
                  timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 attempts: int = DEFAULT_ATTEMPTS) -> None:
-        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts)
+                 attempts: int = DEFAULT_ATTEMPTS, auth: TokenSource | str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts, auth=auth,
+                         credentials=credentials)
         self.stub = profile_pb2_grpc.ProfileServiceStub(self.channel)
 
     def __enter__(self) -> ProfileClient:

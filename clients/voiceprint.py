@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from singleid.clients.auth import TokenSource
 from singleid.clients.base import (
     DEFAULT_ATTEMPTS,
     BaseClient,
@@ -42,8 +43,10 @@ def chunk_bytes(encoding: Encoding, sample_rate: int) -> int:
 class VoiceprintClient(BaseClient):
     def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None,
                  timeout: float = DEFAULT_VOICE_TIMEOUT_SECONDS,
-                 attempts: int = DEFAULT_ATTEMPTS) -> None:
-        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts)
+                 attempts: int = DEFAULT_ATTEMPTS, auth: TokenSource | str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(target, channel=channel, timeout=timeout, attempts=attempts, auth=auth,
+                         credentials=credentials)
         self.stub = voiceprint_pb2_grpc.VoiceprintServiceStub(self.channel)
 
     def __enter__(self) -> VoiceprintClient:

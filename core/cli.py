@@ -58,6 +58,9 @@ def serve(workers: int, no_migrate: bool, quiet: bool) -> None:
     if not no_migrate:
         _migrate(settings)
     try:
+        from singleid.server.app import check_exposure  # noqa: PLC0415 - after metrics dir
+
+        check_exposure(settings)
         if workers > 1:
             from singleid.server.workers import supervise  # noqa: PLC0415 - after metrics dir
 

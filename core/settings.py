@@ -59,6 +59,38 @@ class Settings(BaseSettings):
         description="The OpenID Connect issuer URL; empty means http://<SINGLEID_HTTP_ADDR>.",
     )
 
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description=(
+            "Token check on every singleid.v1 gRPC call; off only on loopback addresses "
+            "(benchmarks, local experiments)."
+        ),
+    )
+    auth_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often each process reloads signing keys, disabled clients and revoked "
+        "tokens: a disabled client or a rotated-out key is refused within twice this.",
+    )
+    bootstrap_client: str = Field(
+        default="",
+        description="CLIENT_ID:SECRET of an unbound administrator client (all scopes) that "
+        "start-up creates or resets: for tests and automation.",
+    )
+    rate_limit_per_client: float = Field(
+        default=0.0, ge=0, description="gRPC calls a second per client and process; 0: no limit."
+    )
+    rate_limit_burst: int = Field(default=100, ge=1, description="Calls a client may burst.")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain for TLS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key for TLS.")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA bundle: ask gRPC callers for client certificates (mTLS)."
+    )
+    allow_plaintext: bool = Field(
+        default=False, description="Listen on a non-loopback address without TLS anyway."
+    )
+
     @field_validator("grpc_addr", "http_addr")
     @classmethod
     def _check_addr(cls, value: str) -> str:
@@ -73,8 +105,12 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
     def effective_issuer(self) -> str:
-        return self.issuer or f"http://{self.http_addr}"
+        return self.issuer or f"{'https' if self.tls else 'http'}://{self.http_addr}"
 
     @property
     def effective_database_url(self) -> str:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-_LISTENING = re.compile(r"singleid listening: grpc=(\S+) http=http://(\S+)")
+import grpc
+
+_LISTENING = re.compile(r"singleid listening: grpc=(\S+) http=https?://(\S+)")
 START_TIMEOUT_SECONDS = 60.0
+BOOTSTRAP_CLIENT_ID = "singleid-test-admin"
 
 
 @dataclass
@@ -29,11 +38,16 @@ class ServerProcess:
     http_addr: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    # An unbound administrator client with every scope (SINGLEID_BOOTSTRAP_CLIENT).
+    credentials: tuple[str, str] = field(
+        default_factory=lambda: (BOOTSTRAP_CLIENT_ID, secrets.token_urlsafe(24)))
+    _token: tuple[str, float] | None = field(default=None, repr=False)
 
     def start(self) -> ServerProcess:
         env = {**os.environ, "SINGLEID_DATA_DIR": str(self.data_dir),
                "SINGLEID_DATABASE_URL": self.database_url,
                "SINGLEID_GRPC_ADDR": "127.0.0.1:0", "SINGLEID_HTTP_ADDR": "127.0.0.1:0",
+               "SINGLEID_BOOTSTRAP_CLIENT": ":".join(self.credentials),
                **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "singleid", "serve", "--workers", str(self.workers)],
@@ -47,6 +61,24 @@ class ServerProcess:
         if self.workers > 1:
             self.wait_for_workers()
         return self
+
+    @property
+    def token(self) -> str:
+        """An access token of the bootstrap client, fetched from the token endpoint, kept
+        until a minute before it expires."""
+        if self._token is None or self._token[1] < time.time() + 60:
+            self._token = fetch_token(f"http://{self.http_addr}/token", *self.credentials)
+        return self._token[0]
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        """Call metadata with the bootstrap client's token, for raw stubs."""
+        return [("authorization", f"Bearer {self.token}")]
+
+    def channel(self, **options: Any) -> grpc.Channel:
+        """A channel to the server that sends the bootstrap client's token on every call."""
+        channel = grpc.insecure_channel(self.grpc_addr, options=list(options.items()))
+        return grpc.intercept_channel(channel, BearerInterceptor(lambda: self.token))
 
     def _read_output(self, listening: threading.Event) -> None:
         assert self.process is not None
@@ -77,3 +109,42 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+
+def fetch_token(token_endpoint: str, client_id: str, secret: str, scope: str = ""
+                ) -> tuple[str, float]:
+    """A client-credentials access token and when it expires (epoch seconds)."""
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 - our own server's URL
+        token_endpoint, data=urllib.parse.urlencode(form).encode(),
+        headers={"Authorization": f"Basic {basic}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        body = json.load(response)
+    return body["access_token"], time.time() + float(body.get("expires_in", 3600))
+
+
+class BearerInterceptor(grpc.UnaryUnaryClientInterceptor,
+                        grpc.UnaryStreamClientInterceptor,
+                        grpc.StreamUnaryClientInterceptor,
+                        grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
+
+    def __init__(self, token: Any) -> None:
+        self._token = token
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._token()}")]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -138,6 +139,8 @@ def evaluate(directory: Path, enroll_count: int, resample: int | None, target: s
                 "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CUSTOMER": "1000000000",
                 "SINGLEID_VOICE_MAX_ATTEMPTS_PER_CALL": "1000000000"}).start()
             target = server.grpc_addr
+            # The clients below take their token from the environment (singleid.clients.auth).
+            os.environ["SINGLEID_TOKEN"] = server.token
         trials = evaluation.run_over_grpc(dataset, target, resample=resample,
                                           concurrency=concurrency, progress=_echo)
     except SingleIdError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -22,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from singleid.plugins import load_plugins
+from singleid.server.auth import Authenticator, CallerGuard, RateLimiter, load_authenticator
 from singleid.server.context import AppContext, ServicePlugin, WorkerPlugin
 from singleid.server.http import build_app
 from singleid.server.interceptors import ErrorMappingInterceptor
@@ -52,9 +54,13 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-async def build_grpc_server(context: AppContext
+async def build_grpc_server(context: AppContext, authenticator: Authenticator | None
                             ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=GRPC_OPTIONS)
+    """The gRPC server; without an authenticator (``SINGLEID_AUTH=off``) nobody is checked."""
+    settings = context.settings
+    guard = None if authenticator is None else CallerGuard(
+        authenticator, RateLimiter(settings.rate_limit_per_client, settings.rate_limit_burst))
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(guard)], options=GRPC_OPTIONS)
     names: list[str] = []
     plugin: ServicePlugin
     for plugin in load_plugins("singleid.services"):
@@ -112,12 +118,52 @@ def bound_addr(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def is_loopback(addr: str) -> bool:
+    host = addr.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve plaintext, or without authentication, beyond this machine."""
+    exposed = [name for name, addr in (("SINGLEID_GRPC_ADDR", settings.grpc_addr),
+                                       ("SINGLEID_HTTP_ADDR", settings.http_addr))
+               if not is_loopback(addr)]
+    if exposed and settings.auth == "off":
+        raise OSError(f"{exposed[0]}: SINGLEID_AUTH=off is allowed on loopback addresses only")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise OSError("SINGLEID_TLS_CERT and SINGLEID_TLS_KEY go together")
+    if exposed and not settings.tls and not settings.allow_plaintext:
+        raise OSError(f"{exposed[0]}: refusing to listen beyond loopback without TLS; set "
+                      "SINGLEID_TLS_CERT and SINGLEID_TLS_KEY (or SINGLEID_ALLOW_PLAINTEXT=1)")
+
+
+def _add_port(server: grpc.aio.Server, settings: Settings) -> int:
+    if not settings.tls:
+        return server.add_insecure_port(settings.grpc_addr)
+    assert settings.tls_cert is not None
+    assert settings.tls_key is not None
+    ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    credentials = grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=ca, require_client_auth=False)
+    return server.add_secure_port(settings.grpc_addr, credentials)
+
+
 async def serve(settings: Settings, announce: bool = True) -> None:
     """Run one server process until SIGTERM or SIGINT."""
+    check_exposure(settings)
     context = AppContext.from_settings(settings)
-    server, health_servicer = await build_grpc_server(context)
+    authenticator = load_authenticator(context) if settings.auth == "on" else None
+    if authenticator is not None:
+        await authenticator.start()
+    server, health_servicer = await build_grpc_server(context, authenticator)
     try:
-        grpc_port = server.add_insecure_port(settings.grpc_addr)
+        grpc_port = _add_port(server, settings)
     except RuntimeError:
         grpc_port = 0
     if grpc_port == 0:
@@ -127,8 +173,9 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     http_socket = reuseport_socket(settings.http_addr, "SINGLEID_HTTP_ADDR")
     # Listen now, before announcing: connections queue until uvicorn accepts them.
     http_socket.listen(HTTP_BACKLOG)
-    http = _HttpServer(uvicorn.Config(build_app(context), log_config=None, access_log=False,
-                                      lifespan="off"))
+    http = _HttpServer(uvicorn.Config(
+        build_app(context), log_config=None, access_log=False, lifespan="off",
+        ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key))
     # Own the signals before announcing: a SIGTERM right after start is a clean stop too.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,10 +185,13 @@ async def serve(settings: Settings, announce: bool = True) -> None:
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     stop_workers = asyncio.Event()
     workers = start_workers(context, stop_workers)
+    if authenticator is not None:
+        workers.append(asyncio.create_task(authenticator.run(stop_workers), name="auth-refresh"))
     grpc_host = settings.grpc_addr.rpartition(":")[0]
     where = Listening(f"{grpc_host}:{grpc_port}", bound_addr(http_socket))
+    scheme = "https" if settings.tls else "http"
     if announce:
-        print(f"singleid listening: grpc={where.grpc_addr} http=http://{where.http_addr}",
+        print(f"singleid listening: grpc={where.grpc_addr} http={scheme}://{where.http_addr}",
               flush=True)
     log.info("serving", extra={"grpc_addr": where.grpc_addr, "http_addr": where.http_addr})
     await stop.wait()

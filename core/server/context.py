@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,9 +39,13 @@ class AppContext:
                                                                   settings.data_dir))
 
     async def run_blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run synchronous work (a database call) off the event loop, in the bounded pool."""
+        """Run synchronous work (a database call) off the event loop, in the bounded pool.
+
+        The call's context variables (its caller) go with it.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        call = partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

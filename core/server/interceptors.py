@@ -1,4 +1,4 @@
-"""One interceptor for every gRPC method: error mapping, metrics and request logs.
+"""One interceptor for every gRPC method: the caller check, error mapping, metrics and logs.
 
 Services raise the ``singleid.errors`` tree; this maps it once to statuses with
 ``google.rpc`` details. Anything else becomes INTERNAL with a generic message,
@@ -18,9 +18,11 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status as grpc_rpc_status
 from sqlalchemy.exc import DBAPIError
 
+from singleid import caller as callers
 from singleid import rpc_status
 from singleid.errors import SingleIdError, Unavailable
 from singleid.server import metrics
+from singleid.server.auth import CallerGuard
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,11 @@ Behavior = Callable[..., Any]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Maps errors; with a ``guard``, admits each call first and makes its caller current."""
+
+    def __init__(self, guard: CallerGuard | None = None) -> None:
+        self._guard = guard
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails],
@@ -42,46 +49,58 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), **common)
+                _wrap_unary(method, handler.unary_unary, self._guard), **common)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), **common)
+                _wrap_unary(method, handler.stream_unary, self._guard), **common)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream), **common)
+                _wrap_stream(method, handler.unary_stream, self._guard), **common)
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream), **common)
+            _wrap_stream(method, handler.stream_stream, self._guard), **common)
 
 
 # Health checks and reflection are plumbing, not business calls.
 _OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
-def _wrap_unary(method: str, behavior: Behavior) -> Behavior:
+def _wrap_unary(method: str, behavior: Behavior, guard: CallerGuard | None) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
+        bound = None
         try:
+            if guard is not None:
+                bound = callers.bind(await guard.admit(method, context))
             response = await behavior(request, context)
         except BaseException as exc:
             await _fail(exc, method, context, started)
             raise
+        finally:
+            if bound is not None:
+                callers.unbind(bound)
         metrics.observe(method, "OK", time.perf_counter() - started)
         return response
 
     return call
 
 
-def _wrap_stream(method: str, behavior: Behavior) -> Behavior:
+def _wrap_stream(method: str, behavior: Behavior, guard: CallerGuard | None) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
                    ) -> AsyncIterator[Any]:
         started = time.perf_counter()
+        bound = None
         try:
+            if guard is not None:
+                bound = callers.bind(await guard.admit(method, context))
             async for response in behavior(request, context):
                 yield response
         except BaseException as exc:
             await _fail(exc, method, context, started)
             raise
+        finally:
+            if bound is not None:
+                callers.unbind(bound)
         metrics.observe(method, "OK", time.perf_counter() - started)
 
     return call

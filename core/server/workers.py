@@ -59,8 +59,9 @@ def supervise(settings: Settings, workers: int) -> int:
     children = [start(i) for i in range(workers)]
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    scheme = "https" if settings.tls else "http"
     print(f"singleid listening: grpc={env['SINGLEID_GRPC_ADDR']} "
-          f"http=http://{env['SINGLEID_HTTP_ADDR']} workers={workers}", flush=True)
+          f"http={scheme}://{env['SINGLEID_HTTP_ADDR']} workers={workers}", flush=True)
 
     while not stopping:
         for index, child in enumerate(children):

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 
 from singleid.db import utcnow
 from singleid.errors import InvalidArgument
@@ -43,7 +43,9 @@ class OidcAdminServicer(oidc_pb2_grpc.OidcAdminServiceServicer):
             public=request.public, grant_types=list(request.grant_types),
             scopes=list(request.scopes), backchannel_logout_uri=request.backchannel_logout_uri,
             post_logout_redirect_uris=list(request.post_logout_redirect_uris),
-            token_endpoint_auth_method=request.token_endpoint_auth_method, jwks=jwks)
+            token_endpoint_auth_method=request.token_endpoint_auth_method, jwks=jwks,
+            product=request.product, source=request.source,
+            sensitivity=request.sensitivity or "ordinary")
         client = await self._run(self._clients.get, created.client_id)
         return oidc_pb2.CreateOidcClientResponse(client=_client(client),
                                                  client_secret=created.client_secret or "")
@@ -51,6 +53,22 @@ class OidcAdminServicer(oidc_pb2_grpc.OidcAdminServiceServicer):
     async def GetOidcClient(self, request: oidc_pb2.GetOidcClientRequest,
                             context: Context) -> oidc_pb2.OidcClient:
         return _client(await self._run(self._clients.get, request.client_id))
+
+    async def UpdateOidcClient(self, request: oidc_pb2.UpdateOidcClientRequest,
+                               context: Context) -> oidc_pb2.OidcClient:
+        updated = await self._run(
+            self._clients.update, request.client_id,
+            scopes=list(request.scopes) if request.scopes else None,
+            product=request.product if request.HasField("product") else None,
+            source=request.source if request.HasField("source") else None,
+            sensitivity=request.sensitivity if request.HasField("sensitivity") else None,
+            disabled=request.disabled if request.HasField("disabled") else None)
+        return _client(updated)
+
+    async def DeleteOidcClient(self, request: oidc_pb2.DeleteOidcClientRequest,
+                               context: Context) -> empty_pb2.Empty:
+        await self._run(self._clients.delete, request.client_id)
+        return empty_pb2.Empty()
 
     async def RotateSigningKeys(self, request: oidc_pb2.RotateSigningKeysRequest,
                                 context: Context) -> oidc_pb2.RotateSigningKeysResponse:
@@ -74,4 +92,6 @@ def _client(client: OidcClient) -> oidc_pb2.OidcClient:
         redirect_uris=client.redirect_uris, grant_types=client.grant_types,
         scopes=client.scopes, token_endpoint_auth_method=client.token_endpoint_auth_method,
         backchannel_logout_uri=client.backchannel_logout_uri or "",
-        post_logout_redirect_uris=client.post_logout_redirect_uris)
+        post_logout_redirect_uris=client.post_logout_redirect_uris,
+        product=client.product or "", source=client.source or "",
+        sensitivity=client.sensitivity, disabled=client.disabled)

@@ -14,7 +14,13 @@ import click
 
 from singleid.clitools import app_context, echo_json
 from singleid.idp.normalize import IdentifierKind
-from singleid.idp.oidc.service.clients import GRANT_TYPES, SCOPES, ClientService
+from singleid.idp.oidc.service.clients import (
+    GRANT_TYPES,
+    SCOPES,
+    SENSITIVITIES,
+    ClientService,
+    OidcClient,
+)
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.idp.oidc.service.logins import LoginService
 from singleid.idp.oidc.service.passwords import LegacyFormat
@@ -44,7 +50,7 @@ def client() -> None:
               help="Repeat for several; default: authorization_code and refresh_token, or "
                    "client_credentials without a redirect URI.")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
-              help="Scopes the client may ask for; default: all.")
+              help="Scopes the client may ask for; default: the OpenID Connect ones.")
 @click.option("--backchannel-logout-uri", default="")
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
 @click.option("--auth-method", default="",
@@ -54,10 +60,15 @@ def client() -> None:
 @click.option("--jwks", "jwks_file", type=click.File(), default=None,
               help="A JSON file with the client's public keys (private_key_jwt).")
 @click.option("--id-token-alg", default="RS256", type=click.Choice(["RS256", "ES256"]))
+@click.option("--product", default="", help="The product code it acts for on the gRPC API.")
+@click.option("--source", default="", help="The profile source it writes as.")
+@click.option("--sensitivity", default="ordinary", type=click.Choice(SENSITIVITIES),
+              help="The most sensitive profile attributes it may read.")
 def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
                grant_types: tuple[str, ...], scopes: tuple[str, ...],
                backchannel_logout_uri: str, post_logout: tuple[str, ...], auth_method: str,
-               jwks_file: Any, id_token_alg: str) -> None:
+               jwks_file: Any, id_token_alg: str, product: str, source: str,
+               sensitivity: str) -> None:
     """Register a client; print JSON with client_id (and client_secret, shown only once)."""
     jwks = json.load(jwks_file) if jwks_file is not None else None
     with app_context() as context:
@@ -65,11 +76,55 @@ def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
             client_id, redirect_uris, public=public, grant_types=grant_types, scopes=scopes,
             backchannel_logout_uri=backchannel_logout_uri, post_logout_redirect_uris=post_logout,
             token_endpoint_auth_method="none" if public else auth_method, jwks=jwks,
-            id_token_alg=id_token_alg)
+            id_token_alg=id_token_alg, product=product, source=source, sensitivity=sensitivity)
     result = dataclasses.asdict(created)
     if result["client_secret"] is None:
         del result["client_secret"]
     echo_json(result)
+
+
+@client.command("update")
+@click.argument("client_id")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
+              help="Replace the scopes (repeat); none given: keep them.")
+@click.option("--product", default=None, help="Bind to a product code ('' unbinds).")
+@click.option("--source", default=None, help="Bind to a profile source ('' unbinds).")
+@click.option("--sensitivity", default=None, type=click.Choice(SENSITIVITIES))
+@click.option("--disable/--enable", "disabled", default=None,
+              help="A disabled client gets no tokens; its tokens are refused within seconds.")
+def client_update(client_id: str, scopes: tuple[str, ...], product: str | None,
+                  source: str | None, sensitivity: str | None, disabled: bool | None) -> None:
+    """Change a client's scopes, bindings or sensitivity, or disable it; print it."""
+    with app_context() as context:
+        updated = ClientService(context.db).update(
+            client_id, scopes=scopes or None, product=product, source=source,
+            sensitivity=sensitivity, disabled=disabled)
+    echo_json(_client_json(updated))
+
+
+@client.command("disable")
+@click.argument("client_id")
+def client_disable(client_id: str) -> None:
+    """Disable a client (same as ``update --disable``)."""
+    with app_context() as context:
+        updated = ClientService(context.db).update(client_id, disabled=True)
+    echo_json(_client_json(updated))
+
+
+@client.command("delete")
+@click.argument("client_id")
+def client_delete(client_id: str) -> None:
+    """Remove a client with its grants and tokens."""
+    with app_context() as context:
+        ClientService(context.db).delete(client_id)
+    echo_json({"deleted": client_id})
+
+
+def _client_json(client: OidcClient) -> dict[str, Any]:
+    return {"client_id": client.client_id, "scopes": list(client.scopes),
+            "grant_types": list(client.grant_types), "product": client.product,
+            "source": client.source, "sensitivity": client.sensitivity,
+            "disabled": client.disabled}
 
 
 @oidc.group()

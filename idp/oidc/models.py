@@ -61,6 +61,11 @@ class Client(Base):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(URI_LENGTH))
     created_at: Mapped[datetime]
+    # What a service client acts as on the gRPC API (docs/decisions/0901).
+    product_code: Mapped[str | None] = mapped_column(String(32))
+    profile_source: Mapped[str | None] = mapped_column(String(64))
+    max_sensitivity: Mapped[str] = mapped_column(String(16), server_default="ordinary")
+    disabled_at: Mapped[datetime | None]
 
 
 class Grant(Base):
@@ -113,6 +118,8 @@ class Token(Base):
     refresh_expires_at: Mapped[datetime | None]
     refresh_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The JWT access token's ``jti``: what the gRPC check's revocation list names.
+    jti: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Login(Base):

@@ -66,9 +66,10 @@ def phone(n: int) -> str:
     return f"+7 916 {digits[:3]}-{digits[3:5]}-{digits[5:]}"
 
 
-def open_channel(target: str) -> grpc.Channel:
-    """A channel with its own TCP connection (so SO_REUSEPORT may pick another worker)."""
-    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+def open_channel(server: ServerProcess) -> grpc.Channel:
+    """An authenticated channel with its own TCP connection (so SO_REUSEPORT may pick another
+    worker)."""
+    return server.channel(**{"grpc.use_local_subchannel_pool": 1})
 
 
 def port_of(addr: str) -> int:
@@ -203,7 +204,7 @@ class RegistrationLoad:
     A thread stops at its first failure, or when :meth:`stop` is called.
     """
 
-    target: str
+    server: ServerProcess
     threads: int = 4
     prefix: str = "acct"
     retrying: bool = False
@@ -220,7 +221,7 @@ class RegistrationLoad:
         return self
 
     def _run(self, index: int) -> None:
-        channel = open_channel(self.target)
+        channel = open_channel(self.server)
         client = CustomersClient(channel=channel, timeout=CALL_TIMEOUT_SECONDS)
         stub = customers_pb2_grpc.CustomerServiceStub(channel)
         n = 0
@@ -312,17 +313,18 @@ class E2E:
 
     def load(self, server: ServerProcess, *, threads: int = 4, prefix: str = "acct",
              retrying: bool = False) -> RegistrationLoad:
-        return RegistrationLoad(server.grpc_addr, threads=threads, prefix=prefix,
+        return RegistrationLoad(server, threads=threads, prefix=prefix,
                                 retrying=retrying).start()
 
     @staticmethod
     def client(server: ServerProcess, *, timeout: float = CALL_TIMEOUT_SECONDS
                ) -> CustomersClient:
-        return CustomersClient(server.grpc_addr, timeout=timeout)
+        return CustomersClient(server.grpc_addr, timeout=timeout, auth=server.token)
 
     @staticmethod
     def create_product(server: ServerProcess, code: str = PRODUCT) -> None:
-        with (CustomersClient(server.grpc_addr, timeout=CALL_TIMEOUT_SECONDS) as client,
+        with (CustomersClient(server.grpc_addr, timeout=CALL_TIMEOUT_SECONDS,
+                              auth=server.token) as client,
               contextlib.suppress(AlreadyExists)):
             client.create_product(code, code.title())
 

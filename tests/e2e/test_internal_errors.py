@@ -81,7 +81,7 @@ def _assert_internal(e2e: E2E, server: ServerProcess, error: SingleIdError, caus
 
 
 def _still_serving(e2e: E2E, server: ServerProcess) -> None:
-    with e2e.open_channel(server.grpc_addr) as channel:
+    with e2e.open_channel(server) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
                                                           timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -115,7 +115,7 @@ def test_sigterm_lets_in_flight_calls_finish(e2e: E2E, database_url: str) -> Non
     e2e.create_product(server)
     assert server.process is not None
     lock = WriteLock(database_url)
-    with e2e.open_channel(server.grpc_addr) as channel:
+    with e2e.open_channel(server) as channel:
         stub = customers_pb2_grpc.CustomerServiceStub(channel)
         requests = [customers_pb2.RegisterCustomerRequest(
             product="cards", account_id=f"in-flight-{i}", identifiers=[identifier(

@@ -104,7 +104,7 @@ def test_metrics_add_up_across_workers(e2e: E2E) -> None:
     e2e.create_product(server)
     rounds = 16  # one connection each: both workers get some
     for n in range(rounds):
-        with e2e.open_channel(server.grpc_addr) as channel:
+        with e2e.open_channel(server) as channel:
             _calls(CustomersClient(channel=channel), f"w{n}", ok=3)
     served = {int(p.stem.rpartition("_")[2])
               for p in (server.data_dir / "metrics").glob("counter_*.db")}

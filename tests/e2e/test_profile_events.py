@@ -92,8 +92,8 @@ def relay_env(stream_name: str, prefix: str, url: str) -> dict[str, str]:
             "SINGLEID_RELAY_MAX_BACKOFF_SECONDS": "1", "SINGLEID_RELAY_LEASE_SECONDS": "2"}
 
 
-def all_events(addr: str) -> list[Any]:
-    with ProfileClient(addr, timeout=30) as client:
+def all_events(server: ServerProcess) -> list[Any]:
+    with ProfileClient(server.grpc_addr, timeout=30, auth=server.token) as client:
         return list(client.watch_changes(timeout=5))
 
 
@@ -111,7 +111,7 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
     env = relay_env(stream_name, prefix, f"nats://{NATS_HOST}:{NATS_PORT}")
     server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, env=env).start()
     try:
-        with closing(CustomersClient(server.grpc_addr)) as customers:
+        with closing(CustomersClient(server.grpc_addr, auth=server.token)) as customers:
             customers.create_product("cards", "Cards")
             ids = [customers.register_customer("cards", f"k-{i}").customer_id
                    for i in range(WRITERS)]
@@ -119,7 +119,8 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
         stop = threading.Event()
 
         def writer(cid: str) -> None:
-            with ProfileClient(server.grpc_addr, timeout=5, attempts=1) as client:
+            with ProfileClient(server.grpc_addr, timeout=5, attempts=1,
+                               auth=server.token) as client:
                 n = 0
                 while not stop.is_set():
                     n += 1
@@ -144,7 +145,7 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
     restarted = ServerProcess(data_dir=tmp_path / "data", database_url=database_url,
                               env=env).start()
     try:
-        with ProfileClient(restarted.grpc_addr, timeout=30) as client:
+        with ProfileClient(restarted.grpc_addr, timeout=30, auth=restarted.token) as client:
             for cid, changes in acked.items():
                 profile = client.get_profile(cid)
                 _last_n, last_version = changes[-1]
@@ -155,14 +156,14 @@ def test_sigkill_during_updates_loses_nothing(database_url: str, tmp_path: Path,
                 history = {e.version: e.new_value.list_value.values[0].string_value
                            for e in client.history(cid, "tags_auto", page_size=1000).changes}
                 assert all(history[v] == f"n{n}" for n, v in changes)
-        events = [e for e in all_events(restarted.grpc_addr)
+        events = [e for e in all_events(restarted)
                   if e.type == "singleid.profile.updated.v1"]
-        with ProfileClient(restarted.grpc_addr) as client:
+        with ProfileClient(restarted.grpc_addr, auth=restarted.token) as client:
             for cid in ids:
                 version = client.get_profile(cid).version
                 ours = sorted(int(event_data(e)["version"]) for e in events if e.subject == cid)
                 assert ours == list(range(1, version + 1))  # one event per change, none extra
-        every_id = {e.id for e in all_events(restarted.grpc_addr)}
+        every_id = {e.id for e in all_events(restarted)}
         wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
                  "the relay to publish every committed event")
         seen = nats_ids(stream_name, prefix)
@@ -231,10 +232,10 @@ def test_the_relay_catches_up_after_a_broker_outage(database_url: str, tmp_path:
     server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url,
                            env=env).start()
     try:
-        with closing(CustomersClient(server.grpc_addr)) as customers:
+        with closing(CustomersClient(server.grpc_addr, auth=server.token)) as customers:
             customers.create_product("cards", "Cards")
             cid = customers.register_customer("cards", "o-1").customer_id
-        with ProfileClient(server.grpc_addr) as client:
+        with ProfileClient(server.grpc_addr, auth=server.token) as client:
             client.update_profile(cid, "analytics", {"tags_auto": ["before"]})
             wait_for(lambda: len(nats_ids(stream_name, prefix)) == 2, 20, "the first events")
 
@@ -245,7 +246,7 @@ def test_the_relay_catches_up_after_a_broker_outage(database_url: str, tmp_path:
             assert len(nats_ids(stream_name, prefix)) == 2  # nothing got through meanwhile
 
             proxy.start()  # and back, on the same port
-            every_id = {e.id for e in all_events(server.grpc_addr)}
+            every_id = {e.id for e in all_events(server)}
             assert len(every_id) == 22  # registration, 21 profile updates
             wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
                      "the relay to catch up")
@@ -265,10 +266,10 @@ def test_one_relay_across_workers_and_singleid_relay_takes_over(
     relay: subprocess.Popen[str] | None = None
     second: ServerProcess | None = None
     try:
-        with closing(CustomersClient(first.grpc_addr)) as customers:
+        with closing(CustomersClient(first.grpc_addr, auth=first.token)) as customers:
             customers.create_product("cards", "Cards")
             cid = customers.register_customer("cards", "r-1").customer_id
-        with ProfileClient(first.grpc_addr) as client:
+        with ProfileClient(first.grpc_addr, auth=first.token) as client:
             for n in range(10):
                 client.update_profile(cid, "analytics", {"tags_auto": [f"a{n}"]})
         wait_for(lambda: len(nats_ids(stream_name, prefix)) == 11, 30, "the first events")
@@ -281,10 +282,10 @@ def test_one_relay_across_workers_and_singleid_relay_takes_over(
 
         second = ServerProcess(data_dir=tmp_path / "data", database_url=pg_url,
                                env={**env, "SINGLEID_RELAY_IN_SERVE": "false"}).start()
-        with ProfileClient(second.grpc_addr) as client:
+        with ProfileClient(second.grpc_addr, auth=second.token) as client:
             for n in range(5):
                 client.update_profile(cid, "analytics", {"tags_auto": [f"b{n}"]})
-        every_id = {e.id for e in all_events(second.grpc_addr)}
+        every_id = {e.id for e in all_events(second)}
         wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
                  "`singleid relay` to publish the rest")
     finally:

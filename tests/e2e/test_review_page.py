@@ -7,7 +7,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from singleid.testing import ServerProcess
@@ -28,7 +27,7 @@ def review_server(tmp_path: Path) -> Iterator[ServerProcess]:
     require(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
     process = ServerProcess(data_dir=tmp_path / "data",
                             database_url=f"sqlite:///{tmp_path / 'singleid.db'}").start()
-    with grpc.insecure_channel(process.grpc_addr) as channel:
+    with process.channel() as channel:
         admin_pb2_grpc.AdminServiceStub(channel).CreateProduct(
             admin_pb2.CreateProductRequest(code="cards"))
         matching = matching_pb2_grpc.MatchingServiceStub(channel)
@@ -68,7 +67,7 @@ def test_an_operator_reviews_a_pair_side_by_side_and_rejects_it(
             page.click("#not-same")
             page.wait_for_url(f"{base}/review")
             assert page.locator("#empty").count() == 1
-            with grpc.insecure_channel(review_server.grpc_addr) as channel:
+            with review_server.channel() as channel:
                 matching = matching_pb2_grpc.MatchingServiceStub(channel)
                 decided = matching.GetCandidate(matching_pb2.GetCandidateRequest(
                     name="candidates/1"))

@@ -40,7 +40,7 @@ def _register_on_many_connections(e2e: E2E, server: ServerProcess, prefix: str) 
     """One registration on each of several connections; account -> customer ID."""
     registered = {}
     for n in range(CONNECTIONS):
-        with e2e.open_channel(server.grpc_addr) as channel:
+        with e2e.open_channel(server) as channel:
             client = CustomersClient(channel=channel)
             account = f"{prefix}-{n}"
             registered[account] = client.register_customer(
@@ -69,7 +69,7 @@ def test_two_workers_share_one_port(e2e: E2E) -> None:
 
     # What one worker wrote (sealed with the key ring, blind-indexed) the other reads.
     for n, (account, customer_id) in enumerate(registered.items()):
-        with e2e.open_channel(server.grpc_addr) as channel:
+        with e2e.open_channel(server) as channel:
             client = CustomersClient(channel=channel)
             assert client.resolve_by_account("cards", account).customer_id == customer_id
             assert client.resolve_by_identifier(customers_pb2.IDENTIFIER_KIND_PHONE,

@@ -82,7 +82,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="module")
 def client(backend: Backend) -> Iterator[CustomersClient]:
     """A client of the module's server, with the usual products registered."""
-    with CustomersClient(backend.server.grpc_addr, timeout=CLIENT_TIMEOUT_SECONDS) as shared:
+    with CustomersClient(backend.server.grpc_addr, timeout=CLIENT_TIMEOUT_SECONDS,
+                         auth=backend.server.token) as shared:
         assert isinstance(shared, CustomersClient)
         for code in PRODUCTS:
             shared.create_product(code, code.title())

@@ -76,7 +76,7 @@ def added_rows(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 def test_concurrent_identical_registrations_create_one_customer(
         server: ServerProcess, database_url: str) -> None:
-    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS) as client:
+    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS, auth=server.token) as client:
         assert isinstance(client, CustomersClient)
         client.create_product("cards")
         register = partial(

@@ -116,7 +116,7 @@ def stored(database_url: str) -> bytes:
 
 def test_no_plaintext_personal_data_in_the_database(server: ServerProcess,
                                                     database_url: str) -> None:
-    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS) as client:
+    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS, auth=server.token) as client:
         assert isinstance(client, CustomersClient)
         client.create_product("cards")
         client.create_product("loans")
@@ -156,7 +156,7 @@ def sealed_key_ids(database_url: str) -> list[str]:
 def test_key_rotation_reseals_everything_and_keeps_it_readable(
         server: ServerProcess, database_url: str) -> None:
     ring_file = server.data_dir / DEV_KEYRING_NAME
-    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS) as client:
+    with CustomersClient(server.grpc_addr, timeout=TIMEOUT_SECONDS, auth=server.token) as client:
         assert isinstance(client, CustomersClient)
         client.create_product("cards")
         client.create_product("loans")

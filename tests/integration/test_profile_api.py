@@ -22,19 +22,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def customer(server: ServerProcess) -> str:
-    with closing(CustomersClient(server.grpc_addr)) as customers:
+    with closing(CustomersClient(server.grpc_addr, auth=server.token)) as customers:
         customers.create_product("cards", "Cards")
         return customers.register_customer("cards", "c-1").customer_id
 
 
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[ProfileClient]:
-    with ProfileClient(server.grpc_addr, timeout=30) as profile_client:
+    with ProfileClient(server.grpc_addr, timeout=30, auth=server.token) as profile_client:
         yield profile_client
 
 
 def _raw(server: ServerProcess, request: profile_pb2.UpdateProfileRequest) -> grpc.RpcError:
-    with grpc.insecure_channel(server.grpc_addr) as channel:
+    with server.channel() as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             stub.UpdateProfile(request, timeout=30)
@@ -122,7 +122,7 @@ def test_32_concurrent_writers_lose_no_update(server: ServerProcess, customer: s
     def writer(index: int) -> int:
         tag = f"w{index:02d}"
         retries = 0
-        with ProfileClient(server.grpc_addr, timeout=60) as c:
+        with ProfileClient(server.grpc_addr, timeout=60, auth=server.token) as c:
             start.wait()
             while True:
                 profile = c.get_profile(customer, ["tags_manual"])
@@ -142,7 +142,7 @@ def test_32_concurrent_writers_lose_no_update(server: ServerProcess, customer: s
         retries = sum(pool.map(writer, range(CLIENTS)))
     assert retries > 0, "the writers never collided: the test proves nothing"
     assert sorted(versions) == list(range(1, CLIENTS + 1))  # strictly increasing, no repeats
-    with ProfileClient(server.grpc_addr) as c:
+    with ProfileClient(server.grpc_addr, auth=server.token) as c:
         final = attribute_values(c.get_profile(customer))["tags_manual"]
         assert sorted(final) == [f"w{i:02d}" for i in range(CLIENTS)]  # no lost update
         events = list(c.watch_changes(types=["profile.updated.v1"], timeout=5))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -69,13 +70,13 @@ class Voice:
     database_url: str
 
     def customer(self) -> str:
-        with closing(CustomersClient(self.server.grpc_addr)) as client:
+        with closing(CustomersClient(self.server.grpc_addr, auth=self.server.token)) as client:
             with contextlib.suppress(SingleIdError):
                 client.create_product("ivr", "IVR")
             return str(client.register_customer("ivr", uuid.uuid4().hex).customer_id)
 
     def client(self) -> VoiceprintClient:
-        return VoiceprintClient(self.server.grpc_addr)
+        return VoiceprintClient(self.server.grpc_addr, auth=self.server.token)
 
 
 def _pg_database(stack: list[str]) -> str:
@@ -384,7 +385,8 @@ def test_the_ivr_simulator_streams_wav_files(voice: Voice, tmp_path: Path) -> No
     def ivr(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "singleid", "ivr", *args, "--customer",
                                customer_id, "--target", voice.server.grpc_addr],
-                              capture_output=True, text=True, timeout=120, check=False)
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "SINGLEID_TOKEN": voice.server.token})
 
     enrolled = ivr("enroll", str(wavs[0]), str(wavs[1]))
     assert enrolled.returncode == 0, enrolled.stderr

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from singleid import events
@@ -26,7 +27,14 @@ from singleid.errors import AlreadyExists, NotFound, Violations
 from singleid.idp.oidc import models
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-SCOPES = ("openid", "profile", "email", "phone")
+OIDC_SCOPES = ("openid", "profile", "email", "phone")
+# The gRPC API's scopes; which method needs which is the (singleid.v1.scope) option.
+API_SCOPES = ("customers.read", "customers.write", "customers.merge", "profile.read",
+              "profile.write", "profile.erase", "voiceprint.enroll", "voiceprint.verify",
+              "matching.review", "admin")
+SCOPES = OIDC_SCOPES + API_SCOPES
+SENSITIVITIES = ("ordinary", "personal", "special")
+BINDING = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("RS256", "ES256")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{1,127}$")
@@ -49,6 +57,10 @@ class OidcClient:
     backchannel_logout_uri: str | None
     jwks: dict[str, Any] | None = field(default=None, hash=False, compare=False)
     secret_digest: bytes | None = field(default=None, repr=False)
+    product: str | None = None
+    source: str | None = None
+    sensitivity: str = "ordinary"
+    disabled: bool = False
 
     # -- authlib.oauth2.rfc6749.ClientMixin ----------------------------------
     def get_client_id(self) -> str:
@@ -97,6 +109,9 @@ class CreatedClient:
     scopes: list[str]
     token_endpoint_auth_method: str
     backchannel_logout_uri: str | None
+    product: str | None = None
+    source: str | None = None
+    sensitivity: str = "ordinary"
 
 
 def digest(secret: str) -> bytes:
@@ -113,10 +128,12 @@ class ClientService:
             grant_types: Sequence[str] = (), scopes: Sequence[str] = (),
             backchannel_logout_uri: str = "", post_logout_redirect_uris: Sequence[str] = (),
             token_endpoint_auth_method: str = "", jwks: dict[str, Any] | None = None,
-            id_token_alg: str = "RS256") -> CreatedClient:  # noqa: S107
+            id_token_alg: str = "RS256", product: str = "",  # noqa: S107
+            source: str = "", sensitivity: str = "ordinary") -> CreatedClient:
         grants = list(dict.fromkeys(grant_types or (
             ("authorization_code", "refresh_token") if redirect_uris else ("client_credentials",))))
-        wanted_scopes = list(dict.fromkeys(scopes or SCOPES))
+        wanted_scopes = list(dict.fromkeys(scopes or OIDC_SCOPES))
+        _validate_binding(product, source, sensitivity, wanted_scopes)
         method = token_endpoint_auth_method or (
             "none" if public else "private_key_jwt" if jwks else "client_secret_basic")
         self._validate(client_id, redirect_uris, public, grants, wanted_scopes, method, jwks,
@@ -133,14 +150,75 @@ class ClientService:
                 post_logout_redirect_uris=list(post_logout_redirect_uris),
                 grant_types=grants, scopes=wanted_scopes, token_endpoint_auth_method=method,
                 jwks=jwks, id_token_signed_response_alg=id_token_alg,
-                backchannel_logout_uri=backchannel_logout_uri or None, created_at=utcnow()))
+                backchannel_logout_uri=backchannel_logout_uri or None, created_at=utcnow(),
+                product_code=product or None, profile_source=source or None,
+                max_sensitivity=sensitivity))
             events.emit(session, type="oidc.client_created.v1", source=EVENT_SOURCE,
                         subject=f"clients/{client_id}",
                         data={"client_id": client_id, "public": public, "grant_types": grants})
 
         self._db.run_write(apply, attempts=1)
         return CreatedClient(client_id, secret, public, list(redirect_uris), grants,
-                             wanted_scopes, method, backchannel_logout_uri or None)
+                             wanted_scopes, method, backchannel_logout_uri or None,
+                             product or None, source or None, sensitivity)
+
+    def update(self, client_id: str, *, scopes: Sequence[str] | None = None,
+               product: str | None = None, source: str | None = None,
+               sensitivity: str | None = None, disabled: bool | None = None) -> OidcClient:
+        """Change what a client may do; None leaves a field as it is, "" unbinds."""
+
+        def apply(session: Session) -> OidcClient:
+            row = self._row(session, client_id)
+            new_scopes = list(dict.fromkeys(scopes)) if scopes is not None else list(row.scopes)
+            new_product = row.product_code or "" if product is None else product
+            new_source = row.profile_source or "" if source is None else source
+            new_sensitivity = row.max_sensitivity if sensitivity is None else sensitivity
+            _validate_binding(new_product, new_source, new_sensitivity, new_scopes,
+                              check_scopes=scopes is not None)
+            row.scopes = new_scopes
+            row.product_code = new_product or None
+            row.profile_source = new_source or None
+            row.max_sensitivity = new_sensitivity
+            if disabled is not None:
+                row.disabled_at = utcnow() if disabled else None
+            events.emit(session, type="oidc.client_updated.v1", source=EVENT_SOURCE,
+                        subject=f"clients/{client_id}",
+                        data={"client_id": client_id, "disabled": row.disabled_at is not None,
+                              "scopes": new_scopes, "product": row.product_code,
+                              "source": row.profile_source, "sensitivity": new_sensitivity})
+            return _view(row)
+
+        updated: OidcClient = self._db.run_write(apply)
+        self._forget(client_id)
+        return updated
+
+    def delete(self, client_id: str) -> None:
+        """Remove a client with its grants and tokens: they stop working within the refresh."""
+
+        def apply(session: Session) -> None:
+            self._row(session, client_id)
+            for table in (models.Token, models.AuthorizationCode, models.Consent,
+                          models.SessionClient):
+                session.execute(delete(table).where(table.client_id == client_id))
+            session.execute(delete(models.Grant).where(models.Grant.client_id == client_id))
+            session.execute(delete(models.Client).where(models.Client.client_id == client_id))
+            events.emit(session, type="oidc.client_deleted.v1", source=EVENT_SOURCE,
+                        subject=f"clients/{client_id}", data={"client_id": client_id})
+
+        self._db.run_write(apply)
+        self._forget(client_id)
+
+    @staticmethod
+    def _row(session: Session, client_id: str) -> models.Client:
+        row = session.get(models.Client, client_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no client {client_id!r}", reason="CLIENT_NOT_FOUND",
+                           field="client_id")
+        return row
+
+    def _forget(self, client_id: str) -> None:
+        with self._lock:
+            self._cache.pop(client_id, None)
 
     @staticmethod
     def _validate(  # noqa: PLR0912 - one branch per rule, read top to bottom
@@ -205,6 +283,22 @@ class ClientService:
         return client
 
 
+def _validate_binding(product: str, source: str, sensitivity: str, scopes: Sequence[str],
+                      check_scopes: bool = False) -> None:
+    violations = Violations()
+    if product and not BINDING.match(product):
+        violations.add("product", "a product code: lower-case letters, digits, '_', '.', '-'")
+    if source and not BINDING.match(source):
+        violations.add("source", "a profile source: lower-case letters, digits, '_', '.', '-'")
+    if sensitivity not in SENSITIVITIES:
+        violations.add("sensitivity", f"one of {', '.join(SENSITIVITIES)}")
+    if check_scopes:
+        for scope in scopes:
+            if scope not in SCOPES:
+                violations.add("scopes", f"{scope!r} is not one of {', '.join(SCOPES)}")
+    violations.raise_if_any()
+
+
 def _absolute_uri(uri: str) -> bool:
     try:
         parts = urlsplit(uri)
@@ -221,4 +315,5 @@ def _view(row: models.Client) -> OidcClient:
         token_endpoint_auth_method=row.token_endpoint_auth_method,
         id_token_signed_response_alg=row.id_token_signed_response_alg,
         backchannel_logout_uri=row.backchannel_logout_uri, jwks=row.jwks,
-        secret_digest=row.secret_digest)
+        secret_digest=row.secret_digest, product=row.product_code, source=row.profile_source,
+        sensitivity=row.max_sensitivity, disabled=row.disabled_at is not None)

@@ -54,7 +54,8 @@ from singleid import events
 from singleid.db import Database, utcnow
 from singleid.idp import models as idp_models
 from singleid.idp.oidc import models
-from singleid.idp.oidc.service.clients import SCOPES, ClientService, OidcClient
+from singleid.idp.oidc.service import access
+from singleid.idp.oidc.service.clients import API_SCOPES, SCOPES, ClientService, OidcClient
 from singleid.idp.oidc.service.keys import ALGORITHMS, SigningKeys
 from singleid.idp.oidc.service.sessions import SessionService, SessionView
 from singleid.idp.service import records
@@ -67,6 +68,7 @@ CODE_TTL = timedelta(seconds=60)
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_TTL = timedelta(days=30)
 ID_TOKEN_SECONDS = 3600
+MAX_TOKEN_LENGTH = 4096  # a JWT access token is about 900 characters
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 EVENT_SOURCE = "/singleid/idp/oidc"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -212,7 +214,8 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         self.provider = provider
 
     def query_client(self, client_id: str) -> OidcClient | None:
-        return self.provider.clients.find(client_id)
+        client = self.provider.clients.find(client_id)
+        return None if client is None or client.disabled else client
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         self.provider.save_token(token, request)
@@ -286,6 +289,13 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
 
 class _CredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CLIENT_AUTH_METHODS
+
+    def generate_token(self, user: Any = None, scope: str | None = None,
+                       **kwargs: Any) -> dict[str, Any]:
+        """No scope asked for: every API scope the client is allowed (a service's usual case)."""
+        if not scope:
+            scope = " ".join(s for s in self.request.client.scopes if s in API_SCOPES) or None
+        return super().generate_token(user=user, scope=scope, **kwargs)  # type: ignore[no-any-return]
 
 
 class _IdToken(OpenIDCode):  # type: ignore[misc]
@@ -402,7 +412,7 @@ class Provider:
         self.sessions = SessionService(self.db)
         server = _Server(self)
         server.register_token_generator("default", BearerTokenGenerator(
-            access_token_generator=lambda **_: secrets.token_urlsafe(32),
+            access_token_generator=self._access_token,
             refresh_token_generator=lambda **_: secrets.token_urlsafe(32),
             expires_generator=lambda _client, _grant_type: ACCESS_TOKEN_SECONDS))
         server.register_grant(_CodeGrant, [_Pkce(required=True), _IdToken(self)])
@@ -417,6 +427,12 @@ class Provider:
 
     def endpoint(self, name: str) -> str:
         return self.issuer + self.PATHS[name]
+
+    def _access_token(self, client: OidcClient, grant_type: str, user: EndUser | None,
+                      scope: str | None) -> str:
+        return access.issue(self.keys, self.issuer, client.client_id,
+                            user.customer_id if user else None, scope or "",
+                            ACCESS_TOKEN_SECONDS)
 
     # -- discovery ---------------------------------------------------------------
 
@@ -647,6 +663,7 @@ class Provider:
             "grant_id": grant_id, "client_id": client.client_id,
             "customer_id": user.customer_id if user else None, "scope": token.get("scope", ""),
             "access_digest": digest(token["access_token"]),
+            "jti": access.token_id(token["access_token"]),
             "refresh_digest": digest(refresh) if refresh else None, "issued_at": now,
             "access_expires_at": now + timedelta(seconds=int(token.get("expires_in",
                                                                        ACCESS_TOKEN_SECONDS))),
@@ -699,7 +716,7 @@ class Provider:
         return record
 
     def _token_by(self, column: Any, value: str, kind: str) -> tuple[TokenRecord | None, bool]:
-        if not value or len(value) > 512:
+        if not value or len(value) > MAX_TOKEN_LENGTH:
             return None, False
         token, grant = models.Token, models.Grant
         # Plain columns on a connection: this is on every token request's path.

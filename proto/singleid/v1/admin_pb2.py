@@ -23,25 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from singleid.v1 import auth_pb2 as singleid_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17singleid/v1/admin.proto\x12\x0bsingleid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\x07Product\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x14\x43reateProductRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"!\n\x11GetProductRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListProductsResponse\x12&\n\x08products\x18\x01 \x03(\x0b\x32\x14.singleid.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf1\x01\n\x0c\x41\x64minService\x12H\n\rCreateProduct\x12!.singleid.v1.CreateProductRequest\x1a\x14.singleid.v1.Product\x12\x42\n\nGetProduct\x12\x1e.singleid.v1.GetProductRequest\x1a\x14.singleid.v1.Product\x12S\n\x0cListProducts\x12 .singleid.v1.ListProductsRequest\x1a!.singleid.v1.ListProductsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17singleid/v1/admin.proto\x12\x0bsingleid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16singleid/v1/auth.proto\"l\n\x07Product\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x14\x43reateProductRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"!\n\x11GetProductRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListProductsResponse\x12&\n\x08products\x18\x01 \x03(\x0b\x32\x14.singleid.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa4\x02\n\x0c\x41\x64minService\x12S\n\rCreateProduct\x12!.singleid.v1.CreateProductRequest\x1a\x14.singleid.v1.Product\"\t\xaa\xed\x18\x05\x61\x64min\x12V\n\nGetProduct\x12\x1e.singleid.v1.GetProductRequest\x1a\x14.singleid.v1.Product\"\x12\xaa\xed\x18\x0e\x63ustomers.read\x12g\n\x0cListProducts\x12 .singleid.v1.ListProductsRequest\x1a!.singleid.v1.ListProductsResponse\"\x12\xaa\xed\x18\x0e\x63ustomers.readb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'singleid.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRODUCT']._serialized_start=73
-  _globals['_PRODUCT']._serialized_end=181
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=183
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=266
-  _globals['_GETPRODUCTREQUEST']._serialized_start=268
-  _globals['_GETPRODUCTREQUEST']._serialized_end=301
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=303
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=363
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=365
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=452
-  _globals['_ADMINSERVICE']._serialized_start=455
-  _globals['_ADMINSERVICE']._serialized_end=696
+  _globals['_ADMINSERVICE'].methods_by_name['CreateProduct']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['CreateProduct']._serialized_options = b'\252\355\030\005admin'
+  _globals['_ADMINSERVICE'].methods_by_name['GetProduct']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['GetProduct']._serialized_options = b'\252\355\030\016customers.read'
+  _globals['_ADMINSERVICE'].methods_by_name['ListProducts']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListProducts']._serialized_options = b'\252\355\030\016customers.read'
+  _globals['_PRODUCT']._serialized_start=97
+  _globals['_PRODUCT']._serialized_end=205
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=207
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=290
+  _globals['_GETPRODUCTREQUEST']._serialized_start=292
+  _globals['_GETPRODUCTREQUEST']._serialized_end=325
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=327
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=387
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=389
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=476
+  _globals['_ADMINSERVICE']._serialized_start=479
+  _globals['_ADMINSERVICE']._serialized_end=771
 # @@protoc_insertion_point(module_scope)

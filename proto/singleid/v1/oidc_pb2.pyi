@@ -32,12 +32,23 @@ class OidcClient(_message.Message):
     TOKEN_ENDPOINT_AUTH_METHOD_FIELD_NUMBER: _builtins.int
     BACKCHANNEL_LOGOUT_URI_FIELD_NUMBER: _builtins.int
     POST_LOGOUT_REDIRECT_URIS_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SENSITIVITY_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """oidcClients/{client_id}"""
     client_id: _builtins.str
     public: _builtins.bool
     token_endpoint_auth_method: _builtins.str
     backchannel_logout_uri: _builtins.str
+    product: _builtins.str
+    """The product code this client acts for on the gRPC API; empty: none."""
+    source: _builtins.str
+    """The profile source it writes as; empty: none."""
+    sensitivity: _builtins.str
+    """The most sensitive attributes it may read: ordinary, personal or special."""
+    disabled: _builtins.bool
     @_builtins.property
     def redirect_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -58,10 +69,14 @@ class OidcClient(_message.Message):
         token_endpoint_auth_method: _builtins.str = ...,
         backchannel_logout_uri: _builtins.str = ...,
         post_logout_redirect_uris: _abc.Iterable[_builtins.str] | None = ...,
+        product: _builtins.str = ...,
+        source: _builtins.str = ...,
+        sensitivity: _builtins.str = ...,
+        disabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "grant_types", b"grant_types", "name", b"name", "post_logout_redirect_uris", b"post_logout_redirect_uris", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "disabled", b"disabled", "grant_types", b"grant_types", "name", b"name", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -81,6 +96,9 @@ class CreateOidcClientRequest(_message.Message):
     TOKEN_ENDPOINT_AUTH_METHOD_FIELD_NUMBER: _builtins.int
     JWKS_JSON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SENSITIVITY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     public: _builtins.bool
     backchannel_logout_uri: _builtins.str
@@ -88,6 +106,10 @@ class CreateOidcClientRequest(_message.Message):
     """client_secret_basic (default), client_secret_post, or private_key_jwt with jwks_json."""
     jwks_json: _builtins.str
     idempotency_key: _builtins.str
+    product: _builtins.str
+    source: _builtins.str
+    sensitivity: _builtins.str
+    """ordinary (default), personal or special."""
     @_builtins.property
     def redirect_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -109,10 +131,13 @@ class CreateOidcClientRequest(_message.Message):
         token_endpoint_auth_method: _builtins.str = ...,
         jwks_json: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        product: _builtins.str = ...,
+        source: _builtins.str = ...,
+        sensitivity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "grant_types", b"grant_types", "idempotency_key", b"idempotency_key", "jwks_json", b"jwks_json", "post_logout_redirect_uris", b"post_logout_redirect_uris", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "grant_types", b"grant_types", "idempotency_key", b"idempotency_key", "jwks_json", b"jwks_json", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,6 +185,83 @@ class GetOidcClientRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOidcClientRequest: _TypeAlias = GetOidcClientRequest  # noqa: Y015
+
+@_typing.final
+class UpdateOidcClientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SENSITIVITY_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    product: _builtins.str
+    source: _builtins.str
+    sensitivity: _builtins.str
+    disabled: _builtins.bool
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replace the scopes; empty leaves them."""
+
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        product: _builtins.str | None = ...,
+        source: _builtins.str | None = ...,
+        sensitivity: _builtins.str | None = ...,
+        disabled: _builtins.bool | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "disabled", b"disabled", "product", b"product", "sensitivity", b"sensitivity", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "client_id", b"client_id", "disabled", b"disabled", "idempotency_key", b"idempotency_key", "product", b"product", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__disabled: _TypeAlias = _typing.Literal["disabled"]  # noqa: Y015
+    _WhichOneofArgType__disabled: _TypeAlias = _typing.Literal["_disabled", b"_disabled"]  # noqa: Y015
+    _WhichOneofReturnType__product: _TypeAlias = _typing.Literal["product"]  # noqa: Y015
+    _WhichOneofArgType__product: _TypeAlias = _typing.Literal["_product", b"_product"]  # noqa: Y015
+    _WhichOneofReturnType__sensitivity: _TypeAlias = _typing.Literal["sensitivity"]  # noqa: Y015
+    _WhichOneofArgType__sensitivity: _TypeAlias = _typing.Literal["_sensitivity", b"_sensitivity"]  # noqa: Y015
+    _WhichOneofReturnType__source: _TypeAlias = _typing.Literal["source"]  # noqa: Y015
+    _WhichOneofArgType__source: _TypeAlias = _typing.Literal["_source", b"_source"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__disabled) -> _WhichOneofReturnType__disabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__product) -> _WhichOneofReturnType__product | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sensitivity) -> _WhichOneofReturnType__sensitivity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__source) -> _WhichOneofReturnType__source | None: ...
+
+Global___UpdateOidcClientRequest: _TypeAlias = UpdateOidcClientRequest  # noqa: Y015
+
+@_typing.final
+class DeleteOidcClientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteOidcClientRequest: _TypeAlias = DeleteOidcClientRequest  # noqa: Y015
 
 @_typing.final
 class RotateSigningKeysRequest(_message.Message):

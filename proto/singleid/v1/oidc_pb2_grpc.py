@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from singleid.v1 import oidc_pb2 as singleid_dot_v1_dot_oidc__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -45,6 +46,16 @@ class OidcAdminServiceStub:
                 request_serializer=singleid_dot_v1_dot_oidc__pb2.GetOidcClientRequest.SerializeToString,
                 response_deserializer=singleid_dot_v1_dot_oidc__pb2.OidcClient.FromString,
                 _registered_method=True)
+        self.UpdateOidcClient = channel.unary_unary(
+                '/singleid.v1.OidcAdminService/UpdateOidcClient',
+                request_serializer=singleid_dot_v1_dot_oidc__pb2.UpdateOidcClientRequest.SerializeToString,
+                response_deserializer=singleid_dot_v1_dot_oidc__pb2.OidcClient.FromString,
+                _registered_method=True)
+        self.DeleteOidcClient = channel.unary_unary(
+                '/singleid.v1.OidcAdminService/DeleteOidcClient',
+                request_serializer=singleid_dot_v1_dot_oidc__pb2.DeleteOidcClientRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.RotateSigningKeys = channel.unary_unary(
                 '/singleid.v1.OidcAdminService/RotateSigningKeys',
                 request_serializer=singleid_dot_v1_dot_oidc__pb2.RotateSigningKeysRequest.SerializeToString,
@@ -69,6 +80,21 @@ class OidcAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateOidcClient(self, request, context):
+        """Change a client's scopes, bindings or sensitivity, or disable it (its tokens are
+        refused within the servers' refresh interval).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteOidcClient(self, request, context):
+        """Remove a client with its grants and tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RotateSigningKeys(self, request, context):
         """Add a generation of signing keys; JWKS keeps publishing the previous one.
         """
@@ -88,6 +114,16 @@ def add_OidcAdminServiceServicer_to_server(servicer, server):
                     servicer.GetOidcClient,
                     request_deserializer=singleid_dot_v1_dot_oidc__pb2.GetOidcClientRequest.FromString,
                     response_serializer=singleid_dot_v1_dot_oidc__pb2.OidcClient.SerializeToString,
+            ),
+            'UpdateOidcClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOidcClient,
+                    request_deserializer=singleid_dot_v1_dot_oidc__pb2.UpdateOidcClientRequest.FromString,
+                    response_serializer=singleid_dot_v1_dot_oidc__pb2.OidcClient.SerializeToString,
+            ),
+            'DeleteOidcClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteOidcClient,
+                    request_deserializer=singleid_dot_v1_dot_oidc__pb2.DeleteOidcClientRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'RotateSigningKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateSigningKeys,
@@ -150,6 +186,60 @@ class OidcAdminService:
             '/singleid.v1.OidcAdminService/GetOidcClient',
             singleid_dot_v1_dot_oidc__pb2.GetOidcClientRequest.SerializeToString,
             singleid_dot_v1_dot_oidc__pb2.OidcClient.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOidcClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/singleid.v1.OidcAdminService/UpdateOidcClient',
+            singleid_dot_v1_dot_oidc__pb2.UpdateOidcClientRequest.SerializeToString,
+            singleid_dot_v1_dot_oidc__pb2.OidcClient.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteOidcClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/singleid.v1.OidcAdminService/DeleteOidcClient',
+            singleid_dot_v1_dot_oidc__pb2.DeleteOidcClientRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

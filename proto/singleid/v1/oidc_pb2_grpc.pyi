@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from singleid.v1 import oidc_pb2 as _oidc_pb2
 import abc as _abc_1
@@ -36,6 +37,12 @@ class OidcAdminServiceStub:
     CreateOidcClient: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.CreateOidcClientRequest, _oidc_pb2.CreateOidcClientResponse]
     """Register a relying party. The secret of a confidential client is returned once."""
     GetOidcClient: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.GetOidcClientRequest, _oidc_pb2.OidcClient]
+    UpdateOidcClient: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.UpdateOidcClientRequest, _oidc_pb2.OidcClient]
+    """Change a client's scopes, bindings or sensitivity, or disable it (its tokens are
+    refused within the servers' refresh interval).
+    """
+    DeleteOidcClient: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.DeleteOidcClientRequest, _empty_pb2.Empty]
+    """Remove a client with its grants and tokens."""
     RotateSigningKeys: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.RotateSigningKeysRequest, _oidc_pb2.RotateSigningKeysResponse]
     """Add a generation of signing keys; JWKS keeps publishing the previous one."""
 
@@ -47,6 +54,12 @@ class OidcAdminServiceAsyncStub(OidcAdminServiceStub):
     CreateOidcClient: _aio.UnaryUnaryMultiCallable[_oidc_pb2.CreateOidcClientRequest, _oidc_pb2.CreateOidcClientResponse]  # type: ignore[assignment]
     """Register a relying party. The secret of a confidential client is returned once."""
     GetOidcClient: _aio.UnaryUnaryMultiCallable[_oidc_pb2.GetOidcClientRequest, _oidc_pb2.OidcClient]  # type: ignore[assignment]
+    UpdateOidcClient: _aio.UnaryUnaryMultiCallable[_oidc_pb2.UpdateOidcClientRequest, _oidc_pb2.OidcClient]  # type: ignore[assignment]
+    """Change a client's scopes, bindings or sensitivity, or disable it (its tokens are
+    refused within the servers' refresh interval).
+    """
+    DeleteOidcClient: _aio.UnaryUnaryMultiCallable[_oidc_pb2.DeleteOidcClientRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Remove a client with its grants and tokens."""
     RotateSigningKeys: _aio.UnaryUnaryMultiCallable[_oidc_pb2.RotateSigningKeysRequest, _oidc_pb2.RotateSigningKeysResponse]  # type: ignore[assignment]
     """Add a generation of signing keys; JWKS keeps publishing the previous one."""
 
@@ -67,6 +80,24 @@ class OidcAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _oidc_pb2.GetOidcClientRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_oidc_pb2.OidcClient, _abc.Awaitable[_oidc_pb2.OidcClient]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateOidcClient(
+        self,
+        request: _oidc_pb2.UpdateOidcClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oidc_pb2.OidcClient, _abc.Awaitable[_oidc_pb2.OidcClient]]:
+        """Change a client's scopes, bindings or sensitivity, or disable it (its tokens are
+        refused within the servers' refresh interval).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteOidcClient(
+        self,
+        request: _oidc_pb2.DeleteOidcClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Remove a client with its grants and tokens."""
 
     @_abc_1.abstractmethod
     def RotateSigningKeys(

@@ -99,6 +99,7 @@ class Profile(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    WITHHELD_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """customers/{customer_id}/profile"""
     customer_id: _builtins.str
@@ -110,6 +111,12 @@ class Profile(_message.Message):
     def attributes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProfileAttribute]: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def withheld_attributes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Attributes that have a value but were left out: above the caller's sensitivity,
+        or personal ones without a verified-call proof.
+        """
+
     def __init__(
         self,
         *,
@@ -120,10 +127,11 @@ class Profile(_message.Message):
         etag: _builtins.str = ...,
         attributes: _abc.Iterable[Global___ProfileAttribute] | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        withheld_attributes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "customer_id", b"customer_id", "etag", b"etag", "name", b"name", "resolved_from_alias", b"resolved_from_alias", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "customer_id", b"customer_id", "etag", b"etag", "name", b"name", "resolved_from_alias", b"resolved_from_alias", "update_time", b"update_time", "version", b"version", "withheld_attributes", b"withheld_attributes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -135,7 +143,12 @@ class GetProfileRequest(_message.Message):
 
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
+    VERIFIED_CALL_PROOF_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
+    verified_call_proof: _builtins.str
+    """For step-up clients (the contact center): the proof from an accepting
+    VoiceprintService Verify of this customer in the current call.
+    """
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask:
         """Attribute names; empty: every attribute except special ones."""
@@ -145,10 +158,11 @@ class GetProfileRequest(_message.Message):
         *,
         customer_id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
+        verified_call_proof: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "read_mask", b"read_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "read_mask", b"read_mask", "verified_call_proof", b"verified_call_proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

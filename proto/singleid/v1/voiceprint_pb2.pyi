@@ -306,6 +306,7 @@ class VerifyResponse(_message.Message):
     WATCHLIST_HIT_FIELD_NUMBER: _builtins.int
     WATCHLIST_MATCHES_FIELD_NUMBER: _builtins.int
     REPLAY_DETECTED_FIELD_NUMBER: _builtins.int
+    VERIFIED_CALL_PROOF_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     decision: Global___VerifyResponse.Decision.ValueType
     raw_score: _builtins.float
@@ -327,6 +328,10 @@ class VerifyResponse(_message.Message):
     """The audio is (nearly) identical to an earlier recording of this customer:
     a replay. The decision is then REJECT.
     """
+    verified_call_proof: _builtins.str
+    """On ACCEPT with a call ID: a short-lived signed proof naming the customer, the call
+    and the time, for ProfileService.GetProfile (verified_call_proof).
+    """
     @_builtins.property
     def watchlist_matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchlistMatch]: ...
     def __init__(
@@ -345,10 +350,11 @@ class VerifyResponse(_message.Message):
         watchlist_hit: _builtins.bool = ...,
         watchlist_matches: _abc.Iterable[Global___WatchlistMatch] | None = ...,
         replay_detected: _builtins.bool = ...,
+        verified_call_proof: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "decision", b"decision", "llr", b"llr", "model_id", b"model_id", "net_speech_seconds", b"net_speech_seconds", "operating_point", b"operating_point", "probability", b"probability", "raw_score", b"raw_score", "replay_detected", b"replay_detected", "step_up_recommended", b"step_up_recommended", "threshold", b"threshold", "watchlist_hit", b"watchlist_hit", "watchlist_matches", b"watchlist_matches"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "decision", b"decision", "llr", b"llr", "model_id", b"model_id", "net_speech_seconds", b"net_speech_seconds", "operating_point", b"operating_point", "probability", b"probability", "raw_score", b"raw_score", "replay_detected", b"replay_detected", "step_up_recommended", b"step_up_recommended", "threshold", b"threshold", "verified_call_proof", b"verified_call_proof", "watchlist_hit", b"watchlist_hit", "watchlist_matches", b"watchlist_matches"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

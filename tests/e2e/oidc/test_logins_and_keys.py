@@ -121,7 +121,7 @@ def test_a_legacy_login_asks_first_and_refusal_links_nothing(oidc: Oidc,
     product = "shop" + secrets.token_hex(2)
     oidc.cli("products", "add", product)
     email = f"legacy-{secrets.token_hex(4)}@example.com"
-    customers = CustomersClient(oidc.server.grpc_addr)
+    customers = CustomersClient(oidc.server.grpc_addr, auth=oidc.server.token)
     with customers:
         registration = customers.register_customer(
             product, "acc-1", display_name="Old Customer",
@@ -210,7 +210,7 @@ def test_the_admin_grpc_service_registers_clients_and_rotates_keys(oidc: Oidc) -
 
     from singleid.v1 import oidc_pb2, oidc_pb2_grpc  # noqa: PLC0415
 
-    with grpc.insecure_channel(oidc.server.grpc_addr) as channel:
+    with oidc.server.channel() as channel:
         admin = oidc_pb2_grpc.OidcAdminServiceStub(channel)
         created = admin.CreateOidcClient(oidc_pb2.CreateOidcClientRequest(
             client_id="grpc-made", redirect_uris=[CALLBACK]), timeout=30)

@@ -37,7 +37,7 @@ def import_stream(product: str, *batches: list[dict[str, str]]
 
 def test_import_match_review_and_restart(server: ServerProcess, database_url: str,
                                          tmp_path: Path) -> None:
-    with grpc.insecure_channel(server.grpc_addr) as channel:
+    with server.channel() as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         matching = matching_pb2_grpc.MatchingServiceStub(channel)
         customers = customers_pb2_grpc.CustomerServiceStub(channel)
@@ -112,7 +112,7 @@ def test_import_match_review_and_restart(server: ServerProcess, database_url: st
     server.stop()
     restarted = ServerProcess(data_dir=tmp_path / "data", database_url=database_url).start()
     try:
-        with grpc.insecure_channel(restarted.grpc_addr) as channel:
+        with restarted.channel() as channel:
             matching = matching_pb2_grpc.MatchingServiceStub(channel)
             kept = matching.GetCandidate(matching_pb2.GetCandidateRequest(name=first.name))
             assert kept.state == matching_pb2.Candidate.STATE_NOT_SAME
@@ -136,7 +136,7 @@ def resolve(channel: grpc.Channel, product: str, account_id: str) -> str:
 
 
 def test_an_import_stream_must_name_a_known_product(server: ServerProcess) -> None:
-    with grpc.insecure_channel(server.grpc_addr) as channel:
+    with server.channel() as channel:
         matching = matching_pb2_grpc.MatchingServiceStub(channel)
         with pytest.raises(grpc.RpcError) as error:
             matching.ImportLegacyAccounts(import_stream("", [{"account_id": "x"}]))

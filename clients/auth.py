@@ -1,0 +1,137 @@
+"""Access tokens for the typed clients: a fixed token, or client credentials refreshed as needed.
+
+Every singleid.v1 call carries ``authorization: Bearer <token>``. With a client
+ID and secret the client finds the token endpoint from the issuer's discovery
+document, asks for a client-credentials token, and asks again a minute before
+it expires (or after the server said UNAUTHENTICATED).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.parse
+import urllib.request
+from base64 import b64encode
+from typing import Any, Protocol
+
+import grpc
+
+REFRESH_MARGIN_SECONDS = 60.0
+
+
+class TokenSource(Protocol):
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+class FixedToken:
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token(self) -> str:
+        return self._token
+
+    def invalidate(self) -> None:
+        """Nothing to do: the caller owns a fixed token's lifetime."""
+
+
+class ClientCredentials:
+    """Tokens for a confidential client (client_secret_basic), fetched and refreshed by itself."""
+
+    def __init__(self, client_id: str, client_secret: str, *, issuer: str = "",
+                 token_endpoint: str = "", scope: str = "", timeout: float = 10.0) -> None:
+        if not (issuer or token_endpoint):
+            raise ValueError("give the issuer (its discovery names the token endpoint) "
+                             "or the token endpoint")
+        self._client_id = client_id
+        self._secret = client_secret
+        self._issuer = issuer.rstrip("/")
+        self._endpoint = token_endpoint
+        self._scope = scope
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._current: tuple[str, float] | None = None
+
+    def token(self) -> str:
+        with self._lock:
+            if self._current is None or self._current[1] - REFRESH_MARGIN_SECONDS < time.time():
+                self._current = self._fetch()
+            return self._current[0]
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._current = None
+
+    def _fetch(self) -> tuple[str, float]:
+        if not self._endpoint:
+            discovery = _get_json(f"{self._issuer}/.well-known/openid-configuration",
+                                  self._timeout)
+            self._endpoint = str(discovery["token_endpoint"])
+        form = {"grant_type": "client_credentials", **({"scope": self._scope}
+                                                       if self._scope else {})}
+        basic = b64encode(f"{_quote(self._client_id)}:{_quote(self._secret)}".encode()).decode()
+        request = urllib.request.Request(  # noqa: S310 - the configured issuer
+            self._endpoint, data=urllib.parse.urlencode(form).encode(),
+            headers={"Authorization": f"Basic {basic}", "Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            body = json.load(response)
+        return str(body["access_token"]), time.time() + float(body.get("expires_in", 300))
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")  # RFC 6749 §2.3.1: form-encoded, then Basic
+
+
+def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        body: dict[str, Any] = json.load(response)
+    return body
+
+
+def from_env() -> TokenSource | None:
+    """``SINGLEID_TOKEN``, or ``SINGLEID_CLIENT_ID`` and ``SINGLEID_CLIENT_SECRET`` (with
+    ``SINGLEID_ISSUER`` or ``SINGLEID_TOKEN_ENDPOINT``), or None: for the CLI and scripts."""
+    if token := os.environ.get("SINGLEID_TOKEN"):
+        return FixedToken(token)
+    client_id = os.environ.get("SINGLEID_CLIENT_ID")
+    secret = os.environ.get("SINGLEID_CLIENT_SECRET")
+    if not (client_id and secret):
+        return None
+    issuer = os.environ.get("SINGLEID_ISSUER") or (
+        f"http://{os.environ.get('SINGLEID_HTTP_ADDR', '127.0.0.1:8080')}")
+    return ClientCredentials(client_id, secret, issuer=issuer,
+                             token_endpoint=os.environ.get("SINGLEID_TOKEN_ENDPOINT", ""))
+
+
+def source_of(auth: TokenSource | str | None) -> TokenSource | None:
+    return FixedToken(auth) if isinstance(auth, str) else auth
+
+
+class BearerInterceptor(grpc.UnaryUnaryClientInterceptor,
+                        grpc.UnaryStreamClientInterceptor,
+                        grpc.StreamUnaryClientInterceptor,
+                        grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
+
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._source.token()}")]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
