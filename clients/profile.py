@@ -48,9 +48,13 @@ class ProfileClient(BaseClient):
     def __enter__(self) -> ProfileClient:
         return self
 
-    def get_profile(self, customer_id: str, attributes: Iterable[str] = ()
-                    ) -> profile_pb2.Profile:
-        request = profile_pb2.GetProfileRequest(customer_id=customer_id)
+    def get_profile(self, customer_id: str, attributes: Iterable[str] = (), *,
+                    verified_call_proof: str = "", call_id: str = "") -> profile_pb2.Profile:
+        """The profile; a verified-call proof (from an accepting Verify in ``call_id``) lets
+        a contact-center client see personal attributes."""
+        request = profile_pb2.GetProfileRequest(customer_id=customer_id,
+                                                verified_call_proof=verified_call_proof,
+                                                call_id=call_id)
         if paths := list(attributes):
             request.read_mask.CopyFrom(FieldMask(paths=paths))
         return self._call(self.stub.GetProfile, request, idempotent=True)

@@ -30,6 +30,8 @@ class Caller:
     product: str | None = None
     source: str | None = None
     sensitivity: str = "ordinary"
+    # Personal attributes only with a verified-call proof (the contact center).
+    needs_verified_call: bool = False
     peer: str = ""
     # Customer ID and attribute names the api layer touched, for the audit record.
     touched: dict[str, object] = field(default_factory=dict, compare=False, hash=False)

@@ -6,12 +6,15 @@ bounded thread pool so the event loop never blocks.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from singleid import caller as callers
 from singleid.errors import InvalidArgument
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.service import CustomerService, MergeService, ProductService
@@ -78,7 +81,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
     async def RegisterCustomer(self, request: customers_pb2.RegisterCustomerRequest,
                                context: Context) -> customers_pb2.RegisterCustomerResponse:
         result = await self._run(
-            self._customers.register, request.product, request.account_id,
+            self._customers.register, callers.own_product(request.product), request.account_id,
             [_identifier_input(i) for i in request.identifiers], request.display_name,
             request.idempotency_key)
         return customers_pb2.RegisterCustomerResponse(
@@ -92,8 +95,9 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         if which == "customer_id":
             lookup = Lookup(customer_id=request.customer_id or "")
         elif which == "product_account":
-            lookup = Lookup(product_account=(request.product_account.product,
-                                             request.product_account.account_id))
+            product = callers.own_product(request.product_account.product,
+                                          "product_account.product")
+            lookup = Lookup(product_account=(product, request.product_account.account_id))
         elif which == "identifier":
             lookup = Lookup(identifier=(_kind(request.identifier.kind, "identifier.kind"),
                                         request.identifier.value))
@@ -110,18 +114,20 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         if mask is not None and not mask.IsValidForDescriptor(customers_pb2.Customer.DESCRIPTOR):
             raise InvalidArgument("names a field Customer does not have", field="read_mask")
         view = await self._run(self._customers.get, request.customer_id)
+        view = dataclasses.replace(view, product_accounts=_visible(view.product_accounts))
         return _masked(_customer(view), mask)
 
     async def LinkProductAccount(self, request: customers_pb2.LinkProductAccountRequest,
                                  context: Context) -> customers_pb2.ProductAccount:
         view = await self._run(self._customers.link_account, request.customer_id,
-                               request.product, request.account_id, request.idempotency_key)
+                               callers.own_product(request.product), request.account_id,
+                               request.idempotency_key)
         return _account(view)
 
     async def UnlinkProductAccount(self, request: customers_pb2.UnlinkProductAccountRequest,
                                    context: Context) -> empty_pb2.Empty:
-        await self._run(self._customers.unlink_account, request.product, request.account_id,
-                        request.idempotency_key)
+        await self._run(self._customers.unlink_account, callers.own_product(request.product),
+                        request.account_id, request.idempotency_key)
         return empty_pb2.Empty()
 
     async def ListProductAccounts(self, request: customers_pb2.ListProductAccountsRequest,
@@ -129,7 +135,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         page = await self._run(self._customers.list_accounts, request.customer_id,
                                request.page_size, request.page_token)
         return customers_pb2.ListProductAccountsResponse(
-            product_accounts=[_account(a) for a in page.items],
+            product_accounts=[_account(a) for a in _visible(page.items)],
             next_page_token=page.next_page_token)
 
     async def AddIdentifier(self, request: customers_pb2.AddIdentifierRequest,
@@ -208,6 +214,12 @@ def _account(view: ProductAccountView) -> customers_pb2.ProductAccount:
         name=f"products/{view.product}/accounts/{view.account_id}", product=view.product,
         account_id=view.account_id, customer_id=view.customer_id,
         link_time=timestamp(view.linked_at))
+
+
+def _visible(accounts: Sequence[ProductAccountView]) -> list[ProductAccountView]:
+    """A product's client sees its own accounts only (the caller's binding)."""
+    product = callers.visible_products()
+    return [a for a in accounts if product is None or a.product == product]
 
 
 def _customer(view: CustomerView) -> customers_pb2.Customer:

@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from singleid import caller as callers
+from singleid import callproof
 from singleid.errors import InvalidArgument
 from singleid.profile.catalogue import Catalogue, CatalogueError, Sensitivity, load_cached
 from singleid.profile.config import get_profile_settings
@@ -56,6 +58,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(self, context: AppContext, catalogue: Catalogue) -> None:
         self._run = context.run_blocking
         self._catalogue = catalogue
+        self._keyring = context.keyring
         self._profiles = ProfileService(context.db, context.keyring, catalogue)
         self._consents = ConsentService(context.db, catalogue)
         self._feed = ChangeFeed(context.db)
@@ -64,17 +67,34 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                          context: Context) -> profile_pb2.Profile:
         mask = list(request.read_mask.paths) if request.HasField("read_mask") else None
         view = await self._run(self._profiles.get, request.customer_id, mask)
+        withheld = self._withheld(request, view.attributes)
+        shown = [a for a in view.attributes if a.name not in withheld]
+        callers.note(view.customer_id, tuple(a.name for a in shown if a.sensitivity != "ordinary"))
         return profile_pb2.Profile(
             name=f"customers/{view.customer_id}/profile", customer_id=view.customer_id,
             resolved_from_alias=view.resolved_from_alias, version=view.version, etag=view.etag,
-            attributes=[_attribute(a) for a in view.attributes],
-            update_time=timestamp(view.update_time))
+            attributes=[_attribute(a) for a in shown], update_time=timestamp(view.update_time),
+            withheld_attributes=sorted(withheld))
+
+    def _withheld(self, request: profile_pb2.GetProfileRequest,
+                  attributes: list[AttributeView]) -> set[str]:
+        """What the caller may not see: above its sensitivity, or, for a client that reads
+        personal data only in a verified call, anything personal without a valid proof."""
+        caller = callers.current()
+        if caller is None:
+            return set()
+        verified = not caller.needs_verified_call or callproof.valid(
+            self._keyring, request.verified_call_proof, request.customer_id, request.call_id)
+        return {a.name for a in attributes
+                if not caller.may_read(a.sensitivity)
+                or (a.sensitivity != "ordinary" and not verified)}
 
     async def UpdateProfile(self, request: profile_pb2.UpdateProfileRequest,
                             context: Context) -> profile_pb2.UpdateProfileResponse:
         values = json_format.MessageToDict(request.values) if request.HasField("values") else {}
         result = await self._run(
-            self._profiles.update, request.customer_id, request.source, values,
+            self._profiles.update, request.customer_id, callers.own_source(request.source),
+            values,
             list(request.update_mask.paths),
             expected_version=request.expected_version
             if request.HasField("expected_version") else None,

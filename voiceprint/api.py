@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from singleid import callproof
 from singleid.errors import InvalidArgument
 from singleid.server.context import AppContext
 from singleid.v1 import voiceprint_pb2, voiceprint_pb2_grpc
@@ -68,6 +69,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
     def __init__(self, context: AppContext, service: VoiceprintService,
                  settings: VoiceSettings) -> None:
         self._run = context.run_blocking
+        self._keyring = context.keyring
         self._service = service
         self._deadline = settings.deadline_seconds
 
@@ -106,7 +108,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
             config, item = await _read_verify_stream(request_iterator)
             result = await self._run(self._service.verify, config.customer_id, config.call_id,
                                      item)
-            return _verify_response(result)
+            return self._verify_response(result, config.customer_id, config.call_id)
 
         return await self._within_deadline(work(), context)
 
@@ -115,7 +117,15 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
         item = _audio(request.audio, "audio")
         result = await self._within_deadline(self._run(
             self._service.verify, request.customer_id, request.call_id, item), context)
-        return _verify_response(result)
+        return self._verify_response(result, request.customer_id, request.call_id)
+
+    def _verify_response(self, result: VerifyResult, customer_id: str,
+                         call_id: str) -> voiceprint_pb2.VerifyResponse:
+        """The answer; an acceptance in a named call carries the verified-call proof."""
+        response = _verify_response(result)
+        if response.decision == voiceprint_pb2.VerifyResponse.DECISION_ACCEPT and call_id:
+            response.verified_call_proof = callproof.issue(self._keyring, customer_id, call_id)
+        return response
 
     async def GetVoiceprint(self, request: voiceprint_pb2.GetVoiceprintRequest,
                             context: Context) -> voiceprint_pb2.Voiceprint:

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 DEV_CLIENT_ID = "singleid-dev"
 DEV_CLIENT_FILE = "dev-client.json"
-_EARLY_REFRESH_SECONDS = 0.2  # the most often an unknown key or client reloads the snapshot
+_EARLY_REFRESH_SECONDS = 0.05  # the most often unknown keys or clients reload the snapshot
+_IAT_GRANULARITY_SECONDS = 1.0
 
 
 def authenticator(context: AppContext) -> TokenAuthenticator:
@@ -87,8 +88,10 @@ class TokenAuthenticator:
         assert snapshot is not None, "start() loads the first snapshot"
         try:
             caller = self._verifier.check(snapshot, token, peer, final=False)
-        except access.NeedsRefresh:
-            snapshot = await self._reload(min_age=_EARLY_REFRESH_SECONDS)
+        except access.NeedsRefresh as missing:
+            # Only a snapshot older than the token may lack what it names.
+            not_before = min(missing.issued_at + _IAT_GRANULARITY_SECONDS, time.time())
+            snapshot = await self._reload(not_before=not_before)
             caller = self._verifier.check(snapshot, token, peer, final=True)
         if peer_client is not None and peer_client != caller.client_id:
             raise Unauthenticated(
@@ -101,11 +104,15 @@ class TokenAuthenticator:
             self._scopes[method] = required_scope(method)
         return self._scopes[method]
 
-    async def _reload(self, min_age: float = 0.0) -> access.Snapshot:
+    async def _reload(self, not_before: float | None = None) -> access.Snapshot:
+        """Load a new snapshot; with ``not_before``, only if the current one is older, and at
+        most every few milliseconds (so forged tokens cannot hammer the database)."""
         async with self._reload_lock:
             current = self._snapshot
-            if current is not None and time.monotonic() - current.loaded_at < min_age:
-                return current
+            if current is not None and not_before is not None:
+                if current.loaded_at >= not_before:
+                    return current
+                await asyncio.sleep(_EARLY_REFRESH_SECONDS - (time.time() - current.loaded_at))
             self._snapshot = await self._context.run_blocking(
                 access.load_snapshot, self._context.db, self._keys)
             return self._snapshot

@@ -45,7 +45,8 @@ class OidcAdminServicer(oidc_pb2_grpc.OidcAdminServiceServicer):
             post_logout_redirect_uris=list(request.post_logout_redirect_uris),
             token_endpoint_auth_method=request.token_endpoint_auth_method, jwks=jwks,
             product=request.product, source=request.source,
-            sensitivity=request.sensitivity or "ordinary")
+            sensitivity=request.sensitivity or "ordinary",
+            verified_call_only=request.verified_call_only)
         client = await self._run(self._clients.get, created.client_id)
         return oidc_pb2.CreateOidcClientResponse(client=_client(client),
                                                  client_secret=created.client_secret or "")
@@ -62,6 +63,8 @@ class OidcAdminServicer(oidc_pb2_grpc.OidcAdminServiceServicer):
             product=request.product if request.HasField("product") else None,
             source=request.source if request.HasField("source") else None,
             sensitivity=request.sensitivity if request.HasField("sensitivity") else None,
+            verified_call_only=request.verified_call_only
+            if request.HasField("verified_call_only") else None,
             disabled=request.disabled if request.HasField("disabled") else None)
         return _client(updated)
 
@@ -94,4 +97,5 @@ def _client(client: OidcClient) -> oidc_pb2.OidcClient:
         backchannel_logout_uri=client.backchannel_logout_uri or "",
         post_logout_redirect_uris=client.post_logout_redirect_uris,
         product=client.product or "", source=client.source or "",
-        sensitivity=client.sensitivity, disabled=client.disabled)
+        sensitivity=client.sensitivity, verified_call_only=client.verified_call_only,
+        disabled=client.disabled)

@@ -64,11 +64,13 @@ def client() -> None:
 @click.option("--source", default="", help="The profile source it writes as.")
 @click.option("--sensitivity", default="ordinary", type=click.Choice(SENSITIVITIES),
               help="The most sensitive profile attributes it may read.")
+@click.option("--verified-call-only", is_flag=True,
+              help="Personal attributes only with a verified-call proof (the contact center).")
 def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
                grant_types: tuple[str, ...], scopes: tuple[str, ...],
                backchannel_logout_uri: str, post_logout: tuple[str, ...], auth_method: str,
                jwks_file: Any, id_token_alg: str, product: str, source: str,
-               sensitivity: str) -> None:
+               sensitivity: str, verified_call_only: bool) -> None:
     """Register a client; print JSON with client_id (and client_secret, shown only once)."""
     jwks = json.load(jwks_file) if jwks_file is not None else None
     with app_context() as context:
@@ -76,7 +78,8 @@ def client_add(client_id: str, redirect_uris: tuple[str, ...], public: bool,
             client_id, redirect_uris, public=public, grant_types=grant_types, scopes=scopes,
             backchannel_logout_uri=backchannel_logout_uri, post_logout_redirect_uris=post_logout,
             token_endpoint_auth_method="none" if public else auth_method, jwks=jwks,
-            id_token_alg=id_token_alg, product=product, source=source, sensitivity=sensitivity)
+            id_token_alg=id_token_alg, product=product, source=source, sensitivity=sensitivity,
+            verified_call_only=verified_call_only)
     result = dataclasses.asdict(created)
     if result["client_secret"] is None:
         del result["client_secret"]
@@ -124,6 +127,7 @@ def _client_json(client: OidcClient) -> dict[str, Any]:
     return {"client_id": client.client_id, "scopes": list(client.scopes),
             "grant_types": list(client.grant_types), "product": client.product,
             "source": client.source, "sensitivity": client.sensitivity,
+            "verified_call_only": client.verified_call_only,
             "disabled": client.disabled}
 
 

@@ -12,7 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from singleid.db import Base, EncryptedColumn
@@ -65,6 +74,8 @@ class Client(Base):
     product_code: Mapped[str | None] = mapped_column(String(32))
     profile_source: Mapped[str | None] = mapped_column(String(64))
     max_sensitivity: Mapped[str] = mapped_column(String(16), server_default="ordinary")
+    # Personal attributes only with a verified-call proof (the contact center).
+    verified_call_only: Mapped[bool] = mapped_column(server_default=false())
     disabled_at: Mapped[datetime | None]
 
 

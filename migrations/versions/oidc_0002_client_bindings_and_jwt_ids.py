@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('profile_source', sa.String(length=64), nullable=True))
         batch.add_column(sa.Column('max_sensitivity', sa.String(length=16), nullable=False,
                                    server_default='ordinary'))
+        batch.add_column(sa.Column('verified_call_only', sa.Boolean(), nullable=False,
+                                   server_default=sa.false()))
         batch.add_column(sa.Column('disabled_at', singleid.db.UTCDateTime(timezone=True),
                                    nullable=True))
     with op.batch_alter_table('oidc_tokens') as batch:
@@ -36,6 +38,7 @@ def downgrade() -> None:
         batch.drop_column('jti')
     with op.batch_alter_table('oidc_clients') as batch:
         batch.drop_column('disabled_at')
+        batch.drop_column('verified_call_only')
         batch.drop_column('max_sensitivity')
         batch.drop_column('profile_source')
         batch.drop_column('product_code')

@@ -16,14 +16,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from singleid.clients import CustomersClient
-from singleid.testing import ServerProcess
+from singleid.clients import CustomersClient, ProfileClient
+from singleid.testing import ServerProcess, fetch_token
+from singleid.v1 import oidc_pb2, oidc_pb2_grpc
 
 PG_URL = os.environ.get("SINGLEID_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -126,3 +128,42 @@ class Fresh:
 @pytest.fixture
 def fresh() -> Fresh:
     return Fresh()
+
+
+@dataclass
+class Callers:
+    """Service clients of a server with the bindings a test wants, their tokens, and typed
+    gRPC clients that send a given token: the one place tests build authenticated clients."""
+
+    server: ServerProcess
+
+    def create(self, client_id: str, scopes: list[str], **binding: Any) -> tuple[str, str]:
+        """Register a client_credentials client (as the bootstrap admin); its ID and secret."""
+        with self.server.channel() as channel:
+            created = oidc_pb2_grpc.OidcAdminServiceStub(channel).CreateOidcClient(
+                oidc_pb2.CreateOidcClientRequest(client_id=client_id, scopes=scopes,
+                                                 grant_types=["client_credentials"], **binding),
+                timeout=CLIENT_TIMEOUT_SECONDS)
+        return client_id, created.client_secret
+
+    def update(self, client_id: str, **changes: Any) -> None:
+        with self.server.channel() as channel:
+            oidc_pb2_grpc.OidcAdminServiceStub(channel).UpdateOidcClient(
+                oidc_pb2.UpdateOidcClientRequest(client_id=client_id, **changes),
+                timeout=CLIENT_TIMEOUT_SECONDS)
+
+    def token(self, client_id: str, secret: str, scope: str = "") -> str:
+        return fetch_token(f"http://{self.server.http_addr}/token", client_id, secret, scope)[0]
+
+    def customers(self, token: str) -> CustomersClient:
+        return CustomersClient(self.server.grpc_addr, timeout=CLIENT_TIMEOUT_SECONDS, auth=token,
+                               attempts=1)
+
+    def profile(self, token: str) -> ProfileClient:
+        return ProfileClient(self.server.grpc_addr, timeout=CLIENT_TIMEOUT_SECONDS, auth=token,
+                             attempts=1)
+
+
+@pytest.fixture(scope="module")
+def callers(backend: Backend) -> Callers:
+    return Callers(backend.server)

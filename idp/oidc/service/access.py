@@ -72,6 +72,7 @@ class ClientEntry:
     product: str | None
     source: str | None
     sensitivity: str
+    verified_call_only: bool
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Snapshot:
     kids: frozenset[str]
     clients: dict[str, ClientEntry]
     revoked: frozenset[str]
-    loaded_at: float
+    loaded_at: float  # time.time(), to compare with a token's iat
 
 
 def load_snapshot(db: Database, keys: SigningKeys) -> Snapshot:
@@ -90,20 +91,25 @@ def load_snapshot(db: Database, keys: SigningKeys) -> Snapshot:
     with db.engine.connect() as connection:
         clients = {row.client_id: ClientEntry(row.client_id, row.disabled_at is not None,
                                               row.product_code, row.profile_source,
-                                              row.max_sensitivity)
+                                              row.max_sensitivity, row.verified_call_only)
                    for row in connection.execute(select(
                        models.Client.client_id, models.Client.disabled_at,
                        models.Client.product_code, models.Client.profile_source,
-                       models.Client.max_sensitivity))}
+                       models.Client.max_sensitivity, models.Client.verified_call_only))}
         revoked = frozenset(jti for jti in connection.scalars(select(models.Token.jti).where(
             models.Token.jti.is_not(None), models.Token.revoked_at.is_not(None),
             models.Token.access_expires_at > now)) if jti)
     kids = frozenset(str(k.kid) for k in key_set.keys if k.kid)
-    return Snapshot(key_set, kids, clients, revoked, time.monotonic())
+    return Snapshot(key_set, kids, clients, revoked, time.time())
 
 
 class NeedsRefresh(Exception):
-    """The token names a key or client the snapshot does not know yet: reload and retry."""
+    """The token names a key or client the snapshot may not know yet: reload and retry if
+    the snapshot is older than the token (``issued_at``)."""
+
+    def __init__(self, issued_at: float) -> None:
+        super().__init__()
+        self.issued_at = issued_at
 
 
 @dataclass(frozen=True)
@@ -133,13 +139,14 @@ class AccessTokenVerifier:
         client = snapshot.clients.get(claims["client_id"])
         if client is None:
             if not final:
-                raise NeedsRefresh
+                raise NeedsRefresh(float(claims.get("iat", 0)))
             raise _refused(f"client {claims['client_id']!r} does not exist", "CLIENT_UNKNOWN")
         if client.disabled:
             raise _refused(f"client {client.client_id!r} is disabled", "CLIENT_DISABLED")
         return Caller(client_id=client.client_id, subject=claims["sub"],
                       scopes=frozenset(claims["scope"].split()), product=client.product,
-                      source=client.source, sensitivity=client.sensitivity, peer=peer)
+                      source=client.source, sensitivity=client.sensitivity,
+                      needs_verified_call=client.verified_call_only, peer=peer)
 
     def _verify(self, snapshot: Snapshot, token: str, final: bool) -> _Verified:
         header = _segment(token, 0)
@@ -150,7 +157,9 @@ class AccessTokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or kid not in snapshot.kids:
             if not final:
-                raise NeedsRefresh
+                unverified = _segment(token, 1) or {}
+                issued_at = unverified.get("iat")
+                raise NeedsRefresh(float(issued_at) if isinstance(issued_at, int) else 0.0)
             raise _refused("the token is signed with an unknown key", "TOKEN_UNKNOWN_KEY")
         try:
             decoded = jwt.decode(token, snapshot.keys.get_by_kid(kid),
@@ -196,6 +205,7 @@ def provision_admin(db: Database, client_id: str, secret: str) -> None:
         row.token_endpoint_auth_method = "client_secret_basic"  # noqa: S105 - a method name
         row.product_code = row.profile_source = None
         row.max_sensitivity = "special"
+        row.verified_call_only = False
         row.disabled_at = None
 
     db.run_write(apply)

@@ -60,6 +60,7 @@ class OidcClient:
     product: str | None = None
     source: str | None = None
     sensitivity: str = "ordinary"
+    verified_call_only: bool = False
     disabled: bool = False
 
     # -- authlib.oauth2.rfc6749.ClientMixin ----------------------------------
@@ -112,6 +113,7 @@ class CreatedClient:
     product: str | None = None
     source: str | None = None
     sensitivity: str = "ordinary"
+    verified_call_only: bool = False
 
 
 def digest(secret: str) -> bytes:
@@ -129,7 +131,8 @@ class ClientService:
             backchannel_logout_uri: str = "", post_logout_redirect_uris: Sequence[str] = (),
             token_endpoint_auth_method: str = "", jwks: dict[str, Any] | None = None,
             id_token_alg: str = "RS256", product: str = "",  # noqa: S107
-            source: str = "", sensitivity: str = "ordinary") -> CreatedClient:
+            source: str = "", sensitivity: str = "ordinary",
+            verified_call_only: bool = False) -> CreatedClient:
         grants = list(dict.fromkeys(grant_types or (
             ("authorization_code", "refresh_token") if redirect_uris else ("client_credentials",))))
         wanted_scopes = list(dict.fromkeys(scopes or OIDC_SCOPES))
@@ -152,7 +155,7 @@ class ClientService:
                 jwks=jwks, id_token_signed_response_alg=id_token_alg,
                 backchannel_logout_uri=backchannel_logout_uri or None, created_at=utcnow(),
                 product_code=product or None, profile_source=source or None,
-                max_sensitivity=sensitivity))
+                max_sensitivity=sensitivity, verified_call_only=verified_call_only))
             events.emit(session, type="oidc.client_created.v1", source=EVENT_SOURCE,
                         subject=f"clients/{client_id}",
                         data={"client_id": client_id, "public": public, "grant_types": grants})
@@ -160,11 +163,12 @@ class ClientService:
         self._db.run_write(apply, attempts=1)
         return CreatedClient(client_id, secret, public, list(redirect_uris), grants,
                              wanted_scopes, method, backchannel_logout_uri or None,
-                             product or None, source or None, sensitivity)
+                             product or None, source or None, sensitivity, verified_call_only)
 
     def update(self, client_id: str, *, scopes: Sequence[str] | None = None,
                product: str | None = None, source: str | None = None,
-               sensitivity: str | None = None, disabled: bool | None = None) -> OidcClient:
+               sensitivity: str | None = None, verified_call_only: bool | None = None,
+               disabled: bool | None = None) -> OidcClient:
         """Change what a client may do; None leaves a field as it is, "" unbinds."""
 
         def apply(session: Session) -> OidcClient:
@@ -179,6 +183,8 @@ class ClientService:
             row.product_code = new_product or None
             row.profile_source = new_source or None
             row.max_sensitivity = new_sensitivity
+            if verified_call_only is not None:
+                row.verified_call_only = verified_call_only
             if disabled is not None:
                 row.disabled_at = utcnow() if disabled else None
             events.emit(session, type="oidc.client_updated.v1", source=EVENT_SOURCE,
@@ -316,4 +322,5 @@ def _view(row: models.Client) -> OidcClient:
         id_token_signed_response_alg=row.id_token_signed_response_alg,
         backchannel_logout_uri=row.backchannel_logout_uri, jwks=row.jwks,
         secret_digest=row.secret_digest, product=row.product_code, source=row.profile_source,
-        sensitivity=row.max_sensitivity, disabled=row.disabled_at is not None)
+        sensitivity=row.max_sensitivity, verified_call_only=row.verified_call_only,
+        disabled=row.disabled_at is not None)

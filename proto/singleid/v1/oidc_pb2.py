@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from singleid.v1 import auth_pb2 as singleid_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16singleid/v1/oidc.proto\x12\x0bsingleid.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16singleid/v1/auth.proto\"\xa8\x02\n\nOidcClient\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06public\x18\x03 \x01(\x08\x12\x15\n\rredirect_uris\x18\x04 \x03(\t\x12\x13\n\x0bgrant_types\x18\x05 \x03(\t\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\"\n\x1atoken_endpoint_auth_method\x18\x07 \x01(\t\x12\x1e\n\x16\x62\x61\x63kchannel_logout_uri\x18\x08 \x01(\t\x12!\n\x19post_logout_redirect_uris\x18\t \x03(\t\x12\x0f\n\x07product\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x13\n\x0bsensitivity\x18\x0c \x01(\t\x12\x10\n\x08\x64isabled\x18\r \x01(\x08\"\xc1\x02\n\x17\x43reateOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rredirect_uris\x18\x02 \x03(\t\x12\x0e\n\x06public\x18\x03 \x01(\x08\x12\x13\n\x0bgrant_types\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x1e\n\x16\x62\x61\x63kchannel_logout_uri\x18\x06 \x01(\t\x12!\n\x19post_logout_redirect_uris\x18\x07 \x03(\t\x12\"\n\x1atoken_endpoint_auth_method\x18\x08 \x01(\t\x12\x11\n\tjwks_json\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x0f\n\x07product\x18\x0b \x01(\t\x12\x0e\n\x06source\x18\x0c \x01(\t\x12\x13\n\x0bsensitivity\x18\r \x01(\t\"Z\n\x18\x43reateOidcClientResponse\x12\'\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x17.singleid.v1.OidcClient\x12\x15\n\rclient_secret\x18\x02 \x01(\t\")\n\x14GetOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"\xe5\x01\n\x17UpdateOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x14\n\x07product\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06source\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bsensitivity\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\tB\n\n\x08_productB\t\n\x07_sourceB\x0e\n\x0c_sensitivityB\x0b\n\t_disabled\"E\n\x17\x44\x65leteOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x18RotateSigningKeysRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\":\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\"\xa2\x01\n\x19RotateSigningKeysResponse\x12(\n\x07\x63reated\x18\x01 \x03(\x0b\x32\x17.singleid.v1.SigningKey\x12*\n\tpublished\x18\x02 \x03(\x0b\x32\x17.singleid.v1.SigningKey\x12/\n\x0brotate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x80\x04\n\x10OidcAdminService\x12j\n\x10\x43reateOidcClient\x12$.singleid.v1.CreateOidcClientRequest\x1a%.singleid.v1.CreateOidcClientResponse\"\t\xaa\xed\x18\x05\x61\x64min\x12V\n\rGetOidcClient\x12!.singleid.v1.GetOidcClientRequest\x1a\x17.singleid.v1.OidcClient\"\t\xaa\xed\x18\x05\x61\x64min\x12\\\n\x10UpdateOidcClient\x12$.singleid.v1.UpdateOidcClientRequest\x1a\x17.singleid.v1.OidcClient\"\t\xaa\xed\x18\x05\x61\x64min\x12[\n\x10\x44\x65leteOidcClient\x12$.singleid.v1.DeleteOidcClientRequest\x1a\x16.google.protobuf.Empty\"\t\xaa\xed\x18\x05\x61\x64min\x12m\n\x11RotateSigningKeys\x12%.singleid.v1.RotateSigningKeysRequest\x1a&.singleid.v1.RotateSigningKeysResponse\"\t\xaa\xed\x18\x05\x61\x64minb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16singleid/v1/oidc.proto\x12\x0bsingleid.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16singleid/v1/auth.proto\"\xc4\x02\n\nOidcClient\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06public\x18\x03 \x01(\x08\x12\x15\n\rredirect_uris\x18\x04 \x03(\t\x12\x13\n\x0bgrant_types\x18\x05 \x03(\t\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\"\n\x1atoken_endpoint_auth_method\x18\x07 \x01(\t\x12\x1e\n\x16\x62\x61\x63kchannel_logout_uri\x18\x08 \x01(\t\x12!\n\x19post_logout_redirect_uris\x18\t \x03(\t\x12\x0f\n\x07product\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x13\n\x0bsensitivity\x18\x0c \x01(\t\x12\x10\n\x08\x64isabled\x18\r \x01(\x08\x12\x1a\n\x12verified_call_only\x18\x0e \x01(\x08\"\xdd\x02\n\x17\x43reateOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rredirect_uris\x18\x02 \x03(\t\x12\x0e\n\x06public\x18\x03 \x01(\x08\x12\x13\n\x0bgrant_types\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x1e\n\x16\x62\x61\x63kchannel_logout_uri\x18\x06 \x01(\t\x12!\n\x19post_logout_redirect_uris\x18\x07 \x03(\t\x12\"\n\x1atoken_endpoint_auth_method\x18\x08 \x01(\t\x12\x11\n\tjwks_json\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x0f\n\x07product\x18\x0b \x01(\t\x12\x0e\n\x06source\x18\x0c \x01(\t\x12\x13\n\x0bsensitivity\x18\r \x01(\t\x12\x1a\n\x12verified_call_only\x18\x0e \x01(\x08\"Z\n\x18\x43reateOidcClientResponse\x12\'\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x17.singleid.v1.OidcClient\x12\x15\n\rclient_secret\x18\x02 \x01(\t\")\n\x14GetOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"\x9d\x02\n\x17UpdateOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x14\n\x07product\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06source\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bsensitivity\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x1f\n\x12verified_call_only\x18\x08 \x01(\x08H\x04\x88\x01\x01\x42\n\n\x08_productB\t\n\x07_sourceB\x0e\n\x0c_sensitivityB\x0b\n\t_disabledB\x15\n\x13_verified_call_only\"E\n\x17\x44\x65leteOidcClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x18RotateSigningKeysRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\":\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\"\xa2\x01\n\x19RotateSigningKeysResponse\x12(\n\x07\x63reated\x18\x01 \x03(\x0b\x32\x17.singleid.v1.SigningKey\x12*\n\tpublished\x18\x02 \x03(\x0b\x32\x17.singleid.v1.SigningKey\x12/\n\x0brotate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x80\x04\n\x10OidcAdminService\x12j\n\x10\x43reateOidcClient\x12$.singleid.v1.CreateOidcClientRequest\x1a%.singleid.v1.CreateOidcClientResponse\"\t\xaa\xed\x18\x05\x61\x64min\x12V\n\rGetOidcClient\x12!.singleid.v1.GetOidcClientRequest\x1a\x17.singleid.v1.OidcClient\"\t\xaa\xed\x18\x05\x61\x64min\x12\\\n\x10UpdateOidcClient\x12$.singleid.v1.UpdateOidcClientRequest\x1a\x17.singleid.v1.OidcClient\"\t\xaa\xed\x18\x05\x61\x64min\x12[\n\x10\x44\x65leteOidcClient\x12$.singleid.v1.DeleteOidcClientRequest\x1a\x16.google.protobuf.Empty\"\t\xaa\xed\x18\x05\x61\x64min\x12m\n\x11RotateSigningKeys\x12%.singleid.v1.RotateSigningKeysRequest\x1a&.singleid.v1.RotateSigningKeysResponse\"\t\xaa\xed\x18\x05\x61\x64minb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,23 +45,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OIDCADMINSERVICE'].methods_by_name['RotateSigningKeys']._loaded_options = None
   _globals['_OIDCADMINSERVICE'].methods_by_name['RotateSigningKeys']._serialized_options = b'\252\355\030\005admin'
   _globals['_OIDCCLIENT']._serialized_start=126
-  _globals['_OIDCCLIENT']._serialized_end=422
-  _globals['_CREATEOIDCCLIENTREQUEST']._serialized_start=425
-  _globals['_CREATEOIDCCLIENTREQUEST']._serialized_end=746
-  _globals['_CREATEOIDCCLIENTRESPONSE']._serialized_start=748
-  _globals['_CREATEOIDCCLIENTRESPONSE']._serialized_end=838
-  _globals['_GETOIDCCLIENTREQUEST']._serialized_start=840
-  _globals['_GETOIDCCLIENTREQUEST']._serialized_end=881
-  _globals['_UPDATEOIDCCLIENTREQUEST']._serialized_start=884
-  _globals['_UPDATEOIDCCLIENTREQUEST']._serialized_end=1113
-  _globals['_DELETEOIDCCLIENTREQUEST']._serialized_start=1115
-  _globals['_DELETEOIDCCLIENTREQUEST']._serialized_end=1184
-  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_start=1186
-  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_end=1237
-  _globals['_SIGNINGKEY']._serialized_start=1239
-  _globals['_SIGNINGKEY']._serialized_end=1297
-  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_start=1300
-  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_end=1462
-  _globals['_OIDCADMINSERVICE']._serialized_start=1465
-  _globals['_OIDCADMINSERVICE']._serialized_end=1977
+  _globals['_OIDCCLIENT']._serialized_end=450
+  _globals['_CREATEOIDCCLIENTREQUEST']._serialized_start=453
+  _globals['_CREATEOIDCCLIENTREQUEST']._serialized_end=802
+  _globals['_CREATEOIDCCLIENTRESPONSE']._serialized_start=804
+  _globals['_CREATEOIDCCLIENTRESPONSE']._serialized_end=894
+  _globals['_GETOIDCCLIENTREQUEST']._serialized_start=896
+  _globals['_GETOIDCCLIENTREQUEST']._serialized_end=937
+  _globals['_UPDATEOIDCCLIENTREQUEST']._serialized_start=940
+  _globals['_UPDATEOIDCCLIENTREQUEST']._serialized_end=1225
+  _globals['_DELETEOIDCCLIENTREQUEST']._serialized_start=1227
+  _globals['_DELETEOIDCCLIENTREQUEST']._serialized_end=1296
+  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_start=1298
+  _globals['_ROTATESIGNINGKEYSREQUEST']._serialized_end=1349
+  _globals['_SIGNINGKEY']._serialized_start=1351
+  _globals['_SIGNINGKEY']._serialized_end=1409
+  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_start=1412
+  _globals['_ROTATESIGNINGKEYSRESPONSE']._serialized_end=1574
+  _globals['_OIDCADMINSERVICE']._serialized_start=1577
+  _globals['_OIDCADMINSERVICE']._serialized_end=2089
 # @@protoc_insertion_point(module_scope)

@@ -36,6 +36,7 @@ class OidcClient(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     SENSITIVITY_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    VERIFIED_CALL_ONLY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """oidcClients/{client_id}"""
     client_id: _builtins.str
@@ -49,6 +50,8 @@ class OidcClient(_message.Message):
     sensitivity: _builtins.str
     """The most sensitive attributes it may read: ordinary, personal or special."""
     disabled: _builtins.bool
+    verified_call_only: _builtins.bool
+    """Personal attributes only with a verified-call proof (the contact center)."""
     @_builtins.property
     def redirect_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -73,10 +76,11 @@ class OidcClient(_message.Message):
         source: _builtins.str = ...,
         sensitivity: _builtins.str = ...,
         disabled: _builtins.bool = ...,
+        verified_call_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "disabled", b"disabled", "grant_types", b"grant_types", "name", b"name", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "disabled", b"disabled", "grant_types", b"grant_types", "name", b"name", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method", "verified_call_only", b"verified_call_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,6 +103,7 @@ class CreateOidcClientRequest(_message.Message):
     PRODUCT_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     SENSITIVITY_FIELD_NUMBER: _builtins.int
+    VERIFIED_CALL_ONLY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     public: _builtins.bool
     backchannel_logout_uri: _builtins.str
@@ -110,6 +115,7 @@ class CreateOidcClientRequest(_message.Message):
     source: _builtins.str
     sensitivity: _builtins.str
     """ordinary (default), personal or special."""
+    verified_call_only: _builtins.bool
     @_builtins.property
     def redirect_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -134,10 +140,11 @@ class CreateOidcClientRequest(_message.Message):
         product: _builtins.str = ...,
         source: _builtins.str = ...,
         sensitivity: _builtins.str = ...,
+        verified_call_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "grant_types", b"grant_types", "idempotency_key", b"idempotency_key", "jwks_json", b"jwks_json", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backchannel_logout_uri", b"backchannel_logout_uri", "client_id", b"client_id", "grant_types", b"grant_types", "idempotency_key", b"idempotency_key", "jwks_json", b"jwks_json", "post_logout_redirect_uris", b"post_logout_redirect_uris", "product", b"product", "public", b"public", "redirect_uris", b"redirect_uris", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "token_endpoint_auth_method", b"token_endpoint_auth_method", "verified_call_only", b"verified_call_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,12 +204,14 @@ class UpdateOidcClientRequest(_message.Message):
     SENSITIVITY_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    VERIFIED_CALL_ONLY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     product: _builtins.str
     source: _builtins.str
     sensitivity: _builtins.str
     disabled: _builtins.bool
     idempotency_key: _builtins.str
+    verified_call_only: _builtins.bool
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Replace the scopes; empty leaves them."""
@@ -217,10 +226,11 @@ class UpdateOidcClientRequest(_message.Message):
         sensitivity: _builtins.str | None = ...,
         disabled: _builtins.bool | None = ...,
         idempotency_key: _builtins.str = ...,
+        verified_call_only: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "disabled", b"disabled", "product", b"product", "sensitivity", b"sensitivity", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "_verified_call_only", b"_verified_call_only", "disabled", b"disabled", "product", b"product", "sensitivity", b"sensitivity", "source", b"source", "verified_call_only", b"verified_call_only"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "client_id", b"client_id", "disabled", b"disabled", "idempotency_key", b"idempotency_key", "product", b"product", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disabled", b"_disabled", "_product", b"_product", "_sensitivity", b"_sensitivity", "_source", b"_source", "_verified_call_only", b"_verified_call_only", "client_id", b"client_id", "disabled", b"disabled", "idempotency_key", b"idempotency_key", "product", b"product", "scopes", b"scopes", "sensitivity", b"sensitivity", "source", b"source", "verified_call_only", b"verified_call_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__disabled: _TypeAlias = _typing.Literal["disabled"]  # noqa: Y015
     _WhichOneofArgType__disabled: _TypeAlias = _typing.Literal["_disabled", b"_disabled"]  # noqa: Y015
@@ -230,6 +240,8 @@ class UpdateOidcClientRequest(_message.Message):
     _WhichOneofArgType__sensitivity: _TypeAlias = _typing.Literal["_sensitivity", b"_sensitivity"]  # noqa: Y015
     _WhichOneofReturnType__source: _TypeAlias = _typing.Literal["source"]  # noqa: Y015
     _WhichOneofArgType__source: _TypeAlias = _typing.Literal["_source", b"_source"]  # noqa: Y015
+    _WhichOneofReturnType__verified_call_only: _TypeAlias = _typing.Literal["verified_call_only"]  # noqa: Y015
+    _WhichOneofArgType__verified_call_only: _TypeAlias = _typing.Literal["_verified_call_only", b"_verified_call_only"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__disabled) -> _WhichOneofReturnType__disabled | None: ...
     @_typing.overload
@@ -238,6 +250,8 @@ class UpdateOidcClientRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sensitivity) -> _WhichOneofReturnType__sensitivity | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__source) -> _WhichOneofReturnType__source | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__verified_call_only) -> _WhichOneofReturnType__verified_call_only | None: ...
 
 Global___UpdateOidcClientRequest: _TypeAlias = UpdateOidcClientRequest  # noqa: Y015
 

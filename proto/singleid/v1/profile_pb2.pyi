@@ -144,11 +144,14 @@ class GetProfileRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VERIFIED_CALL_PROOF_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     verified_call_proof: _builtins.str
     """For step-up clients (the contact center): the proof from an accepting
     VoiceprintService Verify of this customer in the current call.
     """
+    call_id: _builtins.str
+    """The call the proof must name."""
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask:
         """Attribute names; empty: every attribute except special ones."""
@@ -159,10 +162,11 @@ class GetProfileRequest(_message.Message):
         customer_id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
         verified_call_proof: _builtins.str = ...,
+        call_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "read_mask", b"read_mask", "verified_call_proof", b"verified_call_proof"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "customer_id", b"customer_id", "read_mask", b"read_mask", "verified_call_proof", b"verified_call_proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
