@@ -135,6 +135,7 @@ class Load:
     channels: int
     customers: int
     round: int = 0  # keeps the accounts and phones of "register" rounds apart
+    token: str = ""  # the access token every call carries (none for the echo server)
 
 
 def requests_for(load: Load, client: int, clients: int) -> Iterator[bytes]:
@@ -182,6 +183,7 @@ async def run_load(load: Load, client: int, clients: int) -> ClientResult:
         calls: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
             c.unary_unary(f"/{SERVICE}/{load.method}") for c in channels]
         requests = requests_for(load, client, clients)
+        metadata = (("authorization", f"Bearer {load.token}"),) if load.token else None
         # Wall clock to this process's monotonic clock, so every process starts together.
         start = time.monotonic() + (load.start_at - time.time())
         result.late_start = max(0.0, time.monotonic() - start)
@@ -198,7 +200,7 @@ async def run_load(load: Load, client: int, clients: int) -> ClientResult:
                     return
                 began = time.monotonic()
                 try:
-                    body = await call(request, timeout=CALL_TIMEOUT_SECONDS)
+                    body = await call(request, timeout=CALL_TIMEOUT_SECONDS, metadata=metadata)
                 except grpc.aio.AioRpcError as exc:
                     result.errors[exc.code().name] += 1
                     await asyncio.sleep(0.01)
@@ -330,6 +332,7 @@ class Subject:
     grpc_addr: str
     pids: list[int]
     database: str = ""  # the PostgreSQL database whose backends' CPU to count
+    token: str = ""  # an access token of the server's bootstrap client
 
 
 @dataclass
@@ -423,7 +426,8 @@ class Bench:
         start_at = time.time() + 1.0
         load = Load(target=subject.grpc_addr, method=method, kind=kind, start_at=start_at,
                     warmup=options.warmup, duration=seconds, concurrency=options.concurrency,
-                    channels=options.channels, customers=options.customers, round=round_)
+                    channels=options.channels, customers=options.customers, round=round_,
+                    token=subject.token)
         window = start_at + options.warmup
         groups: dict[str, Callable[[], list[int]]] = {
             "server": lambda: subject.pids, "clients": lambda: self.pool.pids}
@@ -470,14 +474,14 @@ class Bench:
 
     def seed(self, subject: Subject) -> None:
         options = self.options
-        with CustomersClient(subject.grpc_addr) as client:
+        with CustomersClient(subject.grpc_addr, auth=subject.token or None) as client:
             client.create_product(PRODUCT, "Benchmark product")
         log(f"{subject.name}: seeding {options.customers:,} customers with phones")
         started = time.monotonic()
         load = Load(target=subject.grpc_addr, method="RegisterCustomer", kind="seed",
                     start_at=time.time(), warmup=0, duration=0,
                     concurrency=options.concurrency, channels=options.channels,
-                    customers=options.customers)
+                    customers=options.customers, token=subject.token)
         results = self.pool.run(load)
         errors = sum((r.errors for r in results), Counter[str]())
         seeded = sum(r.total_ok for r in results)
@@ -485,7 +489,8 @@ class Bench:
             raise RuntimeError(f"seeding failed: {seeded} registered, errors {dict(errors)}")
         elapsed = time.monotonic() - started
         log(f"  seeded in {elapsed:.1f}s ({seeded / elapsed:,.0f}/s)")
-        with CustomersClient(subject.grpc_addr) as client:  # the benchmark's lookup finds them
+        with CustomersClient(subject.grpc_addr, auth=subject.token or None) as client:
+            # the benchmark's lookup finds them
             found = client.resolve_by_identifier(customers_pb2.IDENTIFIER_KIND_PHONE,
                                                  spoken_phone(options.customers - 1))
             assert found.customer_id, "a seeded customer did not resolve"
@@ -555,10 +560,12 @@ def worker_pids(server: ServerProcess) -> list[int]:
 
 
 def start_singleid(stack: ExitStack, data_dir: Path, database_url: str, workers: int,
-                   keyring: str) -> Subject:
+                   keyring: str, *, auth: bool = True, name: str = "") -> Subject:
+    """``singleid serve``; with ``auth=False``, SINGLEID_AUTH=off (calls carry no token)."""
     server = ServerProcess(data_dir=data_dir, database_url=database_url, workers=workers,
                            env={"SINGLEID_KEYRING": "env:SINGLEID_BENCH_KEYRING",
-                                "SINGLEID_BENCH_KEYRING": keyring}).start()
+                                "SINGLEID_BENCH_KEYRING": keyring,
+                                "SINGLEID_AUTH": "on" if auth else "off"}).start()
 
     def stop() -> None:
         try:
@@ -569,8 +576,8 @@ def start_singleid(stack: ExitStack, data_dir: Path, database_url: str, workers:
     stack.callback(stop)
     backend = "PostgreSQL" if database_url else "SQLite"
     database = (make_url(database_url).database or "") if database_url else ""
-    return Subject(f"singleid on {backend}, {_processes(workers)}", server.grpc_addr,
-                   worker_pids(server), database)
+    return Subject(name or f"singleid on {backend}, {_processes(workers)}", server.grpc_addr,
+                   worker_pids(server), database, server.token if auth else "")
 
 
 # -- PostgreSQL --------------------------------------------------------------
