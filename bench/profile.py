@@ -148,6 +148,11 @@ class Load:
     duration: float
     concurrency: int
     channels: int
+    token: str = ""  # the access token every call carries (none for the echo server)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...] | None:
+    return (("authorization", f"Bearer {token}"),) if token else None
 
 
 @dataclass
@@ -191,7 +196,7 @@ async def _run_load(load: Load, client: int) -> Result:
         while time.monotonic() < window[1]:
             began = time.monotonic()
             try:
-                await call(make(), timeout=CALL_TIMEOUT)
+                await call(make(), timeout=CALL_TIMEOUT, metadata=_metadata(load.token))
             except grpc.aio.AioRpcError as exc:
                 result.errors[exc.code().name] = result.errors.get(exc.code().name, 0) + 1
                 continue
@@ -265,9 +270,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 
 def measure(clients: Clients, args: argparse.Namespace, label: str, target: str, method: str,
-            customers: list[str], pids: Sequence[int] = ()) -> Measured:
+            customers: list[str], pids: Sequence[int] = (), token: str = "") -> Measured:
     load = Load(target, method, customers, time.time() + 1.0, args.warmup, args.duration,
-                args.concurrency, args.channels)
+                args.concurrency, args.channels, token)
     cpu_before = cpu_seconds(pids)
     results = clients.run(load)
     cpu = cpu_seconds(pids) - cpu_before
@@ -309,7 +314,7 @@ def _event_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def _latency(target: str, customers: list[str], rate: float, seconds: float,
+async def _latency(target: str, token: str, customers: list[str], rate: float, seconds: float,
                    stream: str, prefix: str) -> tuple[list[float], list[float], int]:
     import nats  # noqa: PLC0415
 
@@ -335,7 +340,8 @@ async def _latency(target: str, customers: list[str], rate: float, seconds: floa
 
     async def watcher() -> None:
         call = stub_watch(profile_pb2.WatchChangesRequest(from_now=True,
-                                                          types=["profile.updated.v1"]))
+                                                          types=["profile.updated.v1"]),
+                          metadata=_metadata(token))
         async for event in call:
             stamp = event.time.seconds + event.time.nanos / 1e9
             watch_ms.append((time.time() - stamp) * 1000)
@@ -349,7 +355,7 @@ async def _latency(target: str, customers: list[str], rate: float, seconds: floa
                                                    source="analytics")
         request.update_mask.paths.append("tags_auto")
         request.values.update({"tags_auto": [f"lat-{sent}"]})
-        await update(request, timeout=CALL_TIMEOUT)
+        await update(request, timeout=CALL_TIMEOUT, metadata=_metadata(token))
         sent += 1
         await asyncio.sleep(max(0.0, began + sent / rate - time.monotonic()))
     await asyncio.sleep(3.0)
@@ -379,14 +385,14 @@ def create_database(stack: ExitStack) -> str:
     return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def seed(target: str, count: int) -> list[str]:
+def seed(target: str, token: str, count: int) -> list[str]:
     log(f"seeding {count} customers with profiles")
-    with CustomersClient(target, timeout=30) as customers:
+    with CustomersClient(target, timeout=30, auth=token) as customers:
         customers.create_product("bench", "Benchmark")
 
     def one(index: int) -> str:
-        with CustomersClient(target, timeout=30) as customers, \
-                ProfileClient(target, timeout=30) as profiles:
+        with CustomersClient(target, timeout=30, auth=token) as customers, \
+                ProfileClient(target, timeout=30, auth=token) as profiles:
             cid = customers.register_customer("bench", f"b-{index}").customer_id
             profiles.update_profile(cid, "customer", {
                 "preferred_name": f"Customer {index}", "language": "ru",
@@ -429,13 +435,13 @@ def run(args: argparse.Namespace) -> None:
 
         with ExitStack() as phase:
             server = start(phase, tmp / "one", url, 1, env)
-            customers = seed(server.grpc_addr, args.customers)
+            customers = seed(server.grpc_addr, server.token, args.customers)
             echo = Echo(1)
             phase.callback(echo.stop)
             echo_get = measure(clients, args, "echo, 1 process: GetProfile", echo.addr,
                                "GetProfile", customers, echo.pids())
             get = measure(clients, args, "singleid, 1 process: GetProfile", server.grpc_addr,
-                          "GetProfile", customers, server_pids(server))
+                          "GetProfile", customers, server_pids(server), server.token)
         report("GetProfile, 1 server process, PostgreSQL", get, echo_get,
                target=f">= {GET_TARGET_RATIO:.0%} of baseline",
                meets_target=get.per_second >= GET_TARGET_RATIO * echo_get.per_second)
@@ -447,14 +453,16 @@ def run(args: argparse.Namespace) -> None:
             echo_update = measure(clients, args, "echo, 2 processes: UpdateProfile", echo.addr,
                                   "UpdateProfile", customers, echo.pids())
             updated = measure(clients, args, "singleid, 2 processes: UpdateProfile",
-                              server.grpc_addr, "UpdateProfile", customers, server_pids(server))
+                              server.grpc_addr, "UpdateProfile", customers, server_pids(server),
+                              server.token)
             report("UpdateProfile with its outbox event, 2 server processes, PostgreSQL",
                    updated, echo_update, target=f">= {UPDATE_TARGET_PER_SECOND:,.0f}/s",
                    meets_target=updated.per_second >= UPDATE_TARGET_PER_SECOND)
             time.sleep(3)  # let the relay drain the backlog of the load phase
             log(f"event latency: {args.event_rate:g} updates/s for {args.duration:g}s")
             watch_ms, nats_ms, sent = asyncio.run(_latency(
-                server.grpc_addr, customers, args.event_rate, args.duration, stream, prefix))
+                server.grpc_addr, server.token, customers, args.event_rate, args.duration, stream,
+                prefix))
         for name, values in (("WatchChanges", watch_ms), ("NATS consumer", nats_ms)):
             if len(values) < sent:
                 log(f"  warning: {name} received {len(values)} of {sent} events")

@@ -157,6 +157,8 @@ def main() -> None:
     embed_ms = in_process(content, 50)
     with tempfile.TemporaryDirectory(prefix="singleid-voice-bench-") as tmp:
         one = start(Path(tmp) / "one", 1, keyring)
+        # singleid.clients (here and in the load's threads) send the token from the environment.
+        os.environ["SINGLEID_TOKEN"] = one.token
         try:
             customer_id = enroll(one.grpc_addr, speaker_dir)
             verify, baseline = sequential(one.grpc_addr, customer_id, content, options.calls)
@@ -165,6 +167,7 @@ def main() -> None:
         finally:
             one.stop()
         two = start(Path(tmp) / "two", 2, keyring)
+        os.environ["SINGLEID_TOKEN"] = two.token
         try:
             customer_id = enroll(two.grpc_addr, speaker_dir)
             double = throughput(two.grpc_addr, customer_id, content, options.duration,
