@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from singleid import callproof
 from singleid.clients import CustomersClient
@@ -24,6 +26,7 @@ from singleid.idp.oidc.service import access
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.keyring import load_keyring
 from singleid.plugins import load_models
+from singleid.testing import ServerProcess
 from singleid.v1 import admin_pb2, admin_pb2_grpc
 
 if TYPE_CHECKING:
@@ -234,3 +237,26 @@ def test_serve_refuses_beyond_loopback_without_tls(tmp_path: Any, env: dict[str,
     assert result.returncode != 0
     assert "SINGLEID_GRPC_ADDR" in result.stderr
     assert ("without TLS" in result.stderr) == (not env)
+
+
+def test_a_client_over_its_rate_limit_is_told_when_to_retry(tmp_path: Any) -> None:
+    server = ServerProcess(data_dir=tmp_path / "data", env={
+        "SINGLEID_RATE_LIMIT_PER_CLIENT": "0.5", "SINGLEID_RATE_LIMIT_BURST": "2"}).start()
+    try:
+        with grpc.insecure_channel(server.grpc_addr) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            metadata = tuple(server.metadata)
+            for _ in range(2):
+                stub.ListProducts(admin_pb2.ListProductsRequest(), timeout=30, metadata=metadata)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ListProducts(admin_pb2.ListProductsRequest(), timeout=30, metadata=metadata)
+        assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = rpc_status.from_call(info.value)
+        assert status is not None
+        retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+        assert len(retry) == 1
+        info_detail = error_details_pb2.RetryInfo()
+        retry[0].Unpack(info_detail)
+        assert 0 < info_detail.retry_delay.ToTimedelta().total_seconds() <= 2
+    finally:
+        server.stop()

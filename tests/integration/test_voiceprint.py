@@ -27,6 +27,7 @@ import pytest
 import soundfile
 from sqlalchemy import make_url
 
+from singleid import callproof
 from singleid.clients.customers import CustomersClient
 from singleid.clients.voiceprint import VoiceprintClient
 from singleid.errors import (
@@ -148,6 +149,10 @@ def test_the_same_speaker_is_accepted_and_others_rejected_at_16k(voice: Voice,
     assert other.decision == REJECT, other
     assert same.raw_score > other.raw_score
     assert same.llr > 0 > other.llr
+    # The acceptance is the contact center's step-up: a proof for this customer and call.
+    assert callproof.valid(voice.keyring, same.verified_call_proof, enrolled, "call-1")
+    assert not callproof.valid(voice.keyring, same.verified_call_proof, enrolled, "call-2")
+    assert other.verified_call_proof == ""
     assert same.model_id == "ge2e-resemblyzer-0.1.4"
     assert same.operating_point == "far_1pct"
 
