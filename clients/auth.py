@@ -12,12 +12,15 @@ import json
 import os
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from base64 import b64encode
 from typing import Any, Protocol
 
 import grpc
+
+from singleid import errors
 
 REFRESH_MARGIN_SECONDS = 60.0
 
@@ -77,8 +80,13 @@ class ClientCredentials:
         request = urllib.request.Request(  # noqa: S310 - the configured issuer
             self._endpoint, data=urllib.parse.urlencode(form).encode(),
             headers={"Authorization": f"Basic {basic}", "Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-            body = json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:  # a wrong secret, a disabled or deleted client
+            raise errors.Unauthenticated(
+                f"the token endpoint refused client {self._client_id!r}: HTTP {exc.code}",
+                reason="CLIENT_CREDENTIALS_REFUSED", field="client_id") from None
         return str(body["access_token"]), time.time() + float(body.get("expires_in", 300))
 
 
