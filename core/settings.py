@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(default=None, description="PEM certificate chain for TLS.")
     tls_key: Path | None = Field(default=None, description="PEM private key for TLS.")
     tls_client_ca: Path | None = Field(
-        default=None, description="PEM CA bundle: ask gRPC callers for client certificates (mTLS)."
+        default=None, description="PEM CA bundle: gRPC callers must present a client "
+        "certificate it signed (mTLS), whose common name is their token's client ID."
     )
     allow_plaintext: bool = Field(
         default=False, description="Listen on a non-loopback address without TLS anyway."

@@ -59,7 +59,8 @@ async def build_grpc_server(context: AppContext, authenticator: Authenticator | 
     """The gRPC server; without an authenticator (``SINGLEID_AUTH=off``) nobody is checked."""
     settings = context.settings
     guard = None if authenticator is None else CallerGuard(
-        authenticator, RateLimiter(settings.rate_limit_per_client, settings.rate_limit_burst))
+        authenticator, RateLimiter(settings.rate_limit_per_client, settings.rate_limit_burst),
+        client_certificates=settings.tls and settings.tls_client_ca is not None)
     server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(guard)], options=GRPC_OPTIONS)
     names: list[str] = []
     plugin: ServicePlugin
@@ -150,7 +151,7 @@ def _add_port(server: grpc.aio.Server, settings: Settings) -> int:
     ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
     credentials = grpc.ssl_server_credentials(
         [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-        root_certificates=ca, require_client_auth=False)
+        root_certificates=ca, require_client_auth=ca is not None)
     return server.add_secure_port(settings.grpc_addr, credentials)
 
 

@@ -80,9 +80,11 @@ class RateLimiter:
 class CallerGuard:
     """Admits a call or raises the error that refuses it."""
 
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter,
+                 client_certificates: bool = False) -> None:
         self.authenticator = authenticator
         self._limiter = limiter
+        self._client_certificates = client_certificates  # mTLS: read the peer's certificate
 
     async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         token = ""
@@ -96,8 +98,9 @@ class CallerGuard:
         if token[:len(BEARER)].lower() != BEARER:
             raise Unauthenticated("the authorization header is not 'Bearer <token>'",
                                   reason="TOKEN_MALFORMED", field="authorization")
+        certificate = _certificate_subject(context) if self._client_certificates else None
         caller = await self.authenticator.authenticate(
-            token[len(BEARER):].strip(), context.peer(), _certificate_subject(context))
+            token[len(BEARER):].strip(), context.peer(), certificate)
         scope = self.authenticator.required_scope(method)
         if scope is None:
             raise PermissionDenied(f"{method} has no scope: nobody may call it",

@@ -85,9 +85,10 @@ def _refused(client: CustomersClient) -> bool:
     return False
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
+def _certificate(directory: Path, common_name: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -96,7 +97,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path, key_path = directory / f"{common_name}.pem", directory / f"{common_name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
@@ -124,3 +125,35 @@ def test_tls_serves_both_ports(e2e: E2E, tmp_path: Path) -> None:
     # Plaintext never connects.
     with grpc.insecure_channel(server.grpc_addr) as plain, pytest.raises(grpc.FutureTimeoutError):
         grpc.channel_ready_future(plain).result(timeout=3)
+
+
+def test_a_client_certificate_must_name_the_tokens_client(e2e: E2E, tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    admin_cert, admin_key = _certificate(tmp_path, "singleid-test-admin")
+    other_cert, other_key = _certificate(tmp_path, "someone-else")
+    authorities = tmp_path / "clients.pem"
+    authorities.write_bytes(admin_cert.read_bytes() + other_cert.read_bytes())
+    server = e2e.start(env={"SINGLEID_TLS_CERT": str(cert), "SINGLEID_TLS_KEY": str(key),
+                            "SINGLEID_TLS_CLIENT_CA": str(authorities)})
+    port = server.http_addr.rpartition(":")[2]
+    context = ssl.create_default_context(cafile=str(cert))
+    basic = b64encode(":".join(server.credentials).encode()).decode()
+    request = urllib.request.Request(
+        f"https://localhost:{port}/token",
+        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+        headers={"Authorization": f"Basic {basic}"})
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        token = json.load(response)["access_token"]
+    target = f"localhost:{server.grpc_addr.rpartition(':')[2]}"
+
+    def client(certificate: Path, private_key: Path) -> CustomersClient:
+        return CustomersClient(target, auth=token, attempts=1,
+                               credentials=grpc.ssl_channel_credentials(
+                                   cert.read_bytes(), private_key.read_bytes(),
+                                   certificate.read_bytes()))
+
+    with client(admin_cert, admin_key) as matching:
+        matching.create_product("cards", "Cards")
+    with client(other_cert, other_key) as mismatched, pytest.raises(Unauthenticated) as info:
+        mismatched.create_product("loans", "Loans")
+    assert info.value.reason == "CERTIFICATE_CLIENT_MISMATCH"
