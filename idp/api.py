@@ -84,6 +84,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
             self._customers.register, callers.own_product(request.product), request.account_id,
             [_identifier_input(i) for i in request.identifiers], request.display_name,
             request.idempotency_key)
+        callers.note(result.customer_id)
         return customers_pb2.RegisterCustomerResponse(
             customer_id=result.customer_id, created=result.created,
             outcome=_OUTCOMES[result.outcome],
@@ -114,11 +115,13 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
         if mask is not None and not mask.IsValidForDescriptor(customers_pb2.Customer.DESCRIPTOR):
             raise InvalidArgument("names a field Customer does not have", field="read_mask")
         view = await self._run(self._customers.get, request.customer_id)
+        callers.note(view.customer_id, ("display_name", "identifiers"))  # personal, masked
         view = dataclasses.replace(view, product_accounts=_visible(view.product_accounts))
         return _masked(_customer(view), mask)
 
     async def LinkProductAccount(self, request: customers_pb2.LinkProductAccountRequest,
                                  context: Context) -> customers_pb2.ProductAccount:
+        callers.note(request.customer_id)
         view = await self._run(self._customers.link_account, request.customer_id,
                                callers.own_product(request.product), request.account_id,
                                request.idempotency_key)
@@ -140,6 +143,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
 
     async def AddIdentifier(self, request: customers_pb2.AddIdentifierRequest,
                             context: Context) -> customers_pb2.Identifier:
+        callers.note(request.customer_id, ("identifiers",))
         view = await self._run(self._customers.add_identifier, request.customer_id,
                                _identifier_input(request.identifier, "identifier"),
                                request.idempotency_key)
@@ -147,6 +151,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
 
     async def RemoveIdentifier(self, request: customers_pb2.RemoveIdentifierRequest,
                                context: Context) -> empty_pb2.Empty:
+        callers.note(request.customer_id, ("identifiers",))
         await self._run(self._customers.remove_identifier, request.customer_id,
                         _kind(request.identifier.kind, "identifier.kind"),
                         request.identifier.value, request.idempotency_key)

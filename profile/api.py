@@ -92,6 +92,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def UpdateProfile(self, request: profile_pb2.UpdateProfileRequest,
                             context: Context) -> profile_pb2.UpdateProfileResponse:
         values = json_format.MessageToDict(request.values) if request.HasField("values") else {}
+        callers.note(request.customer_id, tuple(request.update_mask.paths) or tuple(values))
         result = await self._run(
             self._profiles.update, request.customer_id, callers.own_source(request.source),
             values,
@@ -117,6 +118,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
 
     async def EraseAttributes(self, request: profile_pb2.EraseAttributesRequest,
                               context: Context) -> profile_pb2.EraseAttributesResponse:
+        callers.note(request.customer_id, tuple(request.attributes))
         result = await self._run(self._profiles.erase, request.customer_id,
                                  list(request.attributes), request.reason,
                                  erase_all=request.all, actor=request.actor,
