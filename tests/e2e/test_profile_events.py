@@ -237,17 +237,18 @@ def test_the_relay_catches_up_after_a_broker_outage(database_url: str, tmp_path:
             cid = customers.register_customer("cards", "o-1").customer_id
         with ProfileClient(server.grpc_addr, auth=server.token) as client:
             client.update_profile(cid, "analytics", {"tags_auto": ["before"]})
-            wait_for(lambda: len(nats_ids(stream_name, prefix)) == 2, 20, "the first events")
+            # The first signing keys (made at start-up for tokens), the registration, the update.
+            wait_for(lambda: len(nats_ids(stream_name, prefix)) == 3, 20, "the first events")
 
             proxy.stop()  # the broker is gone
             for n in range(20):
                 client.update_profile(cid, "analytics", {"tags_auto": [f"during{n}"]})
             time.sleep(2)
-            assert len(nats_ids(stream_name, prefix)) == 2  # nothing got through meanwhile
+            assert len(nats_ids(stream_name, prefix)) == 3  # nothing got through meanwhile
 
             proxy.start()  # and back, on the same port
             every_id = {e.id for e in all_events(server)}
-            assert len(every_id) == 22  # registration, 21 profile updates
+            assert len(every_id) == 23  # signing keys, registration, 21 profile updates
             wait_for(lambda: set(nats_ids(stream_name, prefix)) == every_id, 30,
                      "the relay to catch up")
         assert "relay: publishing failed; retrying" in "".join(server.output)
@@ -272,7 +273,8 @@ def test_one_relay_across_workers_and_singleid_relay_takes_over(
         with ProfileClient(first.grpc_addr, auth=first.token) as client:
             for n in range(10):
                 client.update_profile(cid, "analytics", {"tags_auto": [f"a{n}"]})
-        wait_for(lambda: len(nats_ids(stream_name, prefix)) == 11, 30, "the first events")
+        # The first signing keys (made at start-up for tokens), the registration, 10 updates.
+        wait_for(lambda: len(nats_ids(stream_name, prefix)) == 12, 30, "the first events")
         relay = subprocess.Popen(
             [sys.executable, "-m", "singleid", "relay"], stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
