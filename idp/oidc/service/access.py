@@ -1,6 +1,6 @@
 """JWT access tokens (RFC 9068) and what a server needs to check them without the database.
 
-A token is signed with the current RS256 OIDC key and names its client; every
+A token is signed with the current ES256 OIDC key and names its client; every
 gRPC call is checked against a :class:`Snapshot` held in memory (published
 keys, clients, revoked token IDs), which each server process reloads every
 ``SINGLEID_AUTH_REFRESH_SECONDS`` (docs/decisions/0902).
@@ -29,7 +29,9 @@ from singleid.idp.oidc import models
 from singleid.idp.oidc.service.clients import API_SCOPES, digest
 from singleid.idp.oidc.service.keys import SigningKeys
 
-ACCESS_TOKEN_ALG = "RS256"  # noqa: S105 - an algorithm name
+# ES256: signing costs a token request far less than RS256; verifying costs more, but a
+# process verifies a token once and keeps the result (docs/decisions/0902).
+ACCESS_TOKEN_ALG = "ES256"  # noqa: S105 - an algorithm name
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type
 API_AUDIENCE = "singleid.v1"  # the gRPC API is the resource these tokens are for
 _VERIFIED_CACHE_SIZE = 10_000
@@ -153,7 +155,8 @@ class AccessTokenVerifier:
         if header is None:
             raise _refused("the access token is not a JWT", "TOKEN_MALFORMED")
         if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") != ACCESS_TOKEN_ALG:
-            raise _refused("not an access token (typ at+jwt, RS256)", "TOKEN_MALFORMED")
+            raise _refused(f"not an access token (typ at+jwt, {ACCESS_TOKEN_ALG})",
+                           "TOKEN_MALFORMED")
         kid = header.get("kid")
         if not isinstance(kid, str) or kid not in snapshot.kids:
             if not final:
