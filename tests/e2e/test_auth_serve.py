@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from singleid.clients import CustomersClient
 from singleid.clients.auth import ClientCredentials
 from singleid.errors import FailedPrecondition, NotFound, Unauthenticated
+from singleid.testing import fetch_token
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import E2E
@@ -157,3 +158,29 @@ def test_a_client_certificate_must_name_the_tokens_client(e2e: E2E, tmp_path: Pa
     with client(other_cert, other_key) as mismatched, pytest.raises(Unauthenticated) as info:
         mismatched.create_product("loans", "Loans")
     assert info.value.reason == "CERTIFICATE_CLIENT_MISMATCH"
+
+
+def test_a_key_rotated_out_of_the_jwks_is_refused(e2e: E2E) -> None:
+    """Two rotations retire the key that signed a token (JWKS keeps the newest two)."""
+    server = e2e.start(env={"SINGLEID_AUTH_REFRESH_SECONDS": "1"})
+    old = server.token
+    with CustomersClient(server.grpc_addr, auth=old, attempts=1) as client:
+        assert not _refused(client)  # verified once: the process remembers it
+    env = {"SINGLEID_DATA_DIR": str(e2e.root / "data")}
+    for _ in range(2):
+        singleid("oidc", "keys", "rotate", env=env)
+    with CustomersClient(server.grpc_addr, auth=old, attempts=1) as client:
+        e2e.wait_until(lambda: _key_retired(client), 5, "the old key to be refused")
+    fresh = fetch_token(f"http://{server.http_addr}/token", *server.credentials)[0]
+    with CustomersClient(server.grpc_addr, auth=fresh, attempts=1) as client:
+        assert not _refused(client)
+
+
+def _key_retired(client: CustomersClient) -> bool:
+    try:
+        client.resolve_by_account("cards", "nobody")
+    except Unauthenticated as exc:
+        return exc.reason == "TOKEN_KEY_RETIRED"
+    except (NotFound, FailedPrecondition):
+        return False
+    return False

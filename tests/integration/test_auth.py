@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +83,8 @@ def test_a_tampered_signature_is_refused(backend: Backend, callers: Callers,
     _refused(lambda: client.resolve_by_account("cards", account), NotFound)
 
 
-def test_an_expired_token_is_refused(backend: Backend, callers: Callers) -> None:
+def test_an_expired_token_is_refused(backend: Backend, callers: Callers,
+                                     client: CustomersClient) -> None:
     """Signed with the server's own current key, but past its exp."""
     load_models()
     db = Database(backend.database_url)
@@ -96,7 +99,7 @@ def test_an_expired_token_is_refused(backend: Backend, callers: Callers) -> None
     assert error.reason == "TOKEN_EXPIRED"
 
 
-def test_a_token_of_another_kind_is_refused(backend: Backend, callers: Callers) -> None:
+def test_a_token_of_another_kind_is_refused(callers: Callers) -> None:
     with callers.customers("not-a-jwt") as odd:
         error = _refused(lambda: odd.resolve_by_account("cards", "nobody"), Unauthenticated)
     assert error.reason == "TOKEN_MALFORMED"
@@ -193,6 +196,7 @@ def test_the_contact_center_sees_the_card_only_in_a_verified_call(
 
 
 def test_a_disabled_client_is_refused_within_the_bound(callers: Callers,
+                                                        client: CustomersClient,
                                                         fresh: Fresh) -> None:
     service = callers.create(fresh.account("soon-disabled"), ["customers.read"],
                              product="cards")
@@ -260,3 +264,32 @@ def test_a_client_over_its_rate_limit_is_told_when_to_retry(tmp_path: Any) -> No
         assert 0 < info_detail.retry_delay.ToTimedelta().total_seconds() <= 2
     finally:
         server.stop()
+
+
+def test_a_revoked_token_is_refused_within_the_bound(backend: Backend, callers: Callers,
+                                                      client: CustomersClient,
+                                                      fresh: Fresh) -> None:
+    client_id, secret = callers.create(fresh.account("revoking"), ["customers.read"],
+                                       product="cards")
+    token = callers.token(client_id, secret)
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    revoke = urllib.request.Request(
+        f"http://{backend.server.http_addr}/revoke",
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": f"Basic {basic}"})
+    with callers.customers(token) as customers:
+        _refused(lambda: customers.resolve_by_account("cards", "nobody"), NotFound)
+        with urllib.request.urlopen(revoke, timeout=30) as response:
+            assert response.status == 200
+        started = time.monotonic()
+        while True:
+            try:
+                customers.resolve_by_account("cards", "nobody")
+            except NotFound:
+                assert time.monotonic() - started < REFRESH_BOUND_SECONDS, "still admitted"
+                time.sleep(0.2)
+                continue
+            except Unauthenticated as exc:
+                refusal = exc
+            break
+    assert refusal.reason == "TOKEN_REVOKED"
