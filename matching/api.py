@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
+from singleid import caller as callers
 from singleid.errors import InvalidArgument
 from singleid.matching.record import LegacyRow
 from singleid.matching.service import ImportService, MatchingService
@@ -70,7 +71,8 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
                 if not request.product:
                     raise InvalidArgument("the first message must name the product",
                                           field="product", reason="PRODUCT_REQUIRED")
-                run = await self._run(self._importer.start, request.product)
+                run = await self._run(self._importer.start,
+                                      callers.own_product(request.product))
             elif request.product and request.product != run.product:
                 raise InvalidArgument("one stream imports into one product", field="product",
                                       reason="PRODUCT_CHANGED")
