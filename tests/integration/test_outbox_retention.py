@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from singleid.db import Database
 from singleid.errors import FailedPrecondition
 from singleid.events import OutboxEvent, prune, pruned_through
+from singleid.plugins import load_models
 from singleid.profile.service import ChangeFeed, Cursor, Filters
+from singleid.testing import ServerProcess
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=30)
@@ -82,3 +86,22 @@ def test_a_watch_from_the_start_begins_at_the_oldest_retained_event(db: Database
     assert cursor.watermark == 2
     add(db, 3, NOW)
     assert len(feed.poll(Cursor.parse(cursor.token()), Filters())) == 1
+
+
+def test_serve_prunes_on_its_own(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'singleid.db'}"
+    load_models()
+    db = Database(url)
+    db.migrate()
+    add(db, 1, OLD)
+    add(db, 2, NOW)
+    server = ServerProcess(data_dir=tmp_path / "data", database_url=url, env={
+        "SINGLEID_OUTBOX_PRUNE_INTERVAL_SECONDS": "0.2"}).start()
+    try:
+        deadline = time.monotonic() + 20
+        while remaining(db) != [2] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert remaining(db) == [2]
+    finally:
+        server.stop()
+        db.dispose()
