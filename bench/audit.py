@@ -32,6 +32,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -52,14 +53,16 @@ ENTRY = AuditEntry(actor="client:cards", action="/singleid.v1.ProfileService/Upd
                    outcome="OK", peer="ipv4:127.0.0.1:50123",
                    customer_id="0d3x7k9q2m8v4n6r1t5w0y3z7a", attributes=("given_name",))
 _plain_metadata = MetaData()
-PLAIN = Table(  # the same row, without the chain
+PLAIN = Table(  # the same row and indexes, without the chain
     "bench_plain_audit", _plain_metadata,
     Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
            autoincrement=True),
     Column("at", UTCDateTime(timezone=True)), Column("actor", String(140)),
     Column("action", String(200)), Column("outcome", String(32)), Column("peer", String(200)),
     Column("customer_id", String(64)), Column("attributes", JSON),
-    Column("prev_hash", LargeBinary(32)), Column("hash", LargeBinary(32)))
+    Column("prev_hash", LargeBinary(32)), Column("hash", LargeBinary(32)),
+    Index("ix_bench_plain_audit_at", "at"), Index("ix_bench_plain_audit_customer_id",
+                                                  "customer_id"))
 
 
 def progress(message: str) -> None:
