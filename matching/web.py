@@ -20,12 +20,13 @@ from starlette.routing import BaseRoute, Route
 from singleid import audit
 from singleid.audit import AuditEntry
 from singleid.errors import SingleIdError
-from singleid.idp.oidc.service.staff import STAFF_COOKIE, StaffService, StaffSessionView
+from singleid.idp.oidc.service.staff import STAFF_COOKIE, Role, StaffService, StaffSessionView
 from singleid.matching.service import MatchingService
 from singleid.matching.service.types import CandidateView, Decision
 from singleid.rpc_status import status_code_of
 from singleid.server.context import AppContext
 
+REVIEW_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 _STYLE = """
 body{font-family:sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
@@ -50,7 +51,9 @@ def routes(context: AppContext) -> list[BaseRoute]:
         """The signed-in operator or administrator, with the second factor, or None."""
         cookie = request.cookies.get(STAFF_COOKIE)
         view = await context.run_blocking(staff.session, cookie)
-        return view if view is not None and view.two_factor else None
+        if view is None or not view.two_factor or view.role not in REVIEW_ROLES:
+            return None
+        return view
 
     def sign_in_first(request: Request) -> Response:
         target = request.url.path if request.method == "GET" else "/review"
