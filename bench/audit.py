@@ -6,18 +6,22 @@ per round, through ``singleid.audit.append`` (one record, one transaction) and
 ``append_many`` (``--batch`` records, one transaction). The baseline, in the
 same run and alternating rounds, is the same processes inserting the same rows
 into a plain table with no chain and no head lock: the ratio is what the chain
-(the serialised head, the hash) costs. After the run the chain is verified.
+(the serialised head, the hash) costs. A third figure has ``--in-flight``
+callers per process on one event loop awaiting ``GroupAppender.append`` (group
+commit), against ``append`` one per transaction. After the run the chain is
+verified.
 
 Figures (one JSON object a line): appends/s per backend and mode, with the
 plain inserts/s as baseline. On a shared 2-core machine absolute figures are
 noisy; the ratio measured in one run is the one to compare.
 
-    python bench/audit.py [--duration 3] [--rounds 2] [--processes 2] [--batch 50]
+    python bench/audit.py [--duration 3] [--rounds 2] [--processes 2] [--batch 50] [--in-flight 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -76,25 +80,47 @@ def _plain_rows(count: int) -> list[dict[str, object]]:
              "hash": bytes(32)} for _ in range(count)]
 
 
-def _worker(url: str, chained: bool, batch: int, duration: float,
+PLAIN_MODE, CHAINED_MODE, GROUP_MODE = "plain", "chained", "group"
+
+
+def _worker(url: str, mode: str, batch: int, duration: float,
             results: multiprocessing.Queue[int]) -> None:
-    db = Database(url, pool_size=1)
-    done, deadline = 0, time.perf_counter() + duration
-    while time.perf_counter() < deadline:
-        if chained:
-            audit.append_many(db, [ENTRY] * batch)
-        else:
-            with db.write() as session:
-                session.execute(insert(PLAIN), _plain_rows(batch))
-        done += batch
+    db = Database(url, pool_size=2)
+    deadline = time.perf_counter() + duration
+    if mode == GROUP_MODE:
+        done = asyncio.run(_group(db, batch, deadline))
+    else:
+        done = 0
+        while time.perf_counter() < deadline:
+            if mode == CHAINED_MODE:
+                audit.append_many(db, [ENTRY] * batch)
+            else:
+                with db.write() as session:
+                    session.execute(insert(PLAIN), _plain_rows(batch))
+            done += batch
     db.dispose()
     results.put(done)
 
 
-def measure(url: str, *, chained: bool, batch: int, processes: int, duration: float) -> float:
+async def _group(db: Database, in_flight: int, deadline: float) -> int:
+    """``in_flight`` callers on one loop, each appending one entry after another."""
+    group = audit.GroupAppender(db)
+    done = 0
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await group.append(ENTRY)
+            done += 1
+
+    await asyncio.gather(*(caller() for _ in range(in_flight)))
+    return done
+
+
+def measure(url: str, mode: str, *, batch: int, processes: int, duration: float) -> float:
     spawn = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[int] = spawn.Queue()
-    workers = [spawn.Process(target=_worker, args=(url, chained, batch, duration, results))
+    workers = [spawn.Process(target=_worker, args=(url, mode, batch, duration, results))
                for _ in range(processes)]
     for worker in workers:
         worker.start()
@@ -105,28 +131,40 @@ def measure(url: str, *, chained: bool, batch: int, processes: int, duration: fl
     return total / duration
 
 
-def figure(name: str, value: float, baseline: float, **extra: object) -> None:
+def figure(name: str, value: float, baseline: float, baseline_name: str,
+           **extra: object) -> None:
     print(json.dumps({"benchmark": BENCHMARK, "figure": name, "value": round(value, 1),
                       "unit": "appends/s", "baseline": round(baseline, 1),
-                      "baseline_name": "plain inserts of the same rows, no chain",
+                      "baseline_name": baseline_name,
                       "ratio": round(value / baseline, 3) if baseline else None, **extra}),
           flush=True)
+
+
+def compare(name: str, subject: tuple[str, int], baseline: tuple[str, int],
+            url: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Mean rates of subject and baseline over alternating rounds."""
+    totals = [0.0, 0.0]
+    for round_number in range(args.rounds):
+        for i, (mode, batch) in enumerate((baseline, subject)):
+            totals[i] += measure(url, mode, batch=batch, processes=args.processes,
+                                 duration=args.duration)
+        progress(f"{name} {subject}: round {round_number + 1} done")
+    return totals[1] / args.rounds, totals[0] / args.rounds
 
 
 def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
     db = Database(url)
     db.migrate()
     _plain_metadata.create_all(db.write_engine)
+    plain = "plain inserts of the same rows, no chain"
     for batch in (1, args.batch):
-        chained = plain = 0.0
-        for round_number in range(args.rounds):
-            plain += measure(url, chained=False, batch=batch, processes=args.processes,
-                             duration=args.duration)
-            chained += measure(url, chained=True, batch=batch, processes=args.processes,
-                               duration=args.duration)
-            progress(f"{name} batch {batch}: round {round_number + 1} done")
-        figure(f"audit append, {name}, {batch} per transaction", chained / args.rounds,
-               plain / args.rounds, processes=args.processes, batch=batch)
+        value, base = compare(name, (CHAINED_MODE, batch), (PLAIN_MODE, batch), url, args)
+        figure(f"audit append, {name}, {batch} per transaction", value, base, plain,
+               processes=args.processes, batch=batch)
+    value, base = compare(name, (GROUP_MODE, args.in_flight), (CHAINED_MODE, 1), url, args)
+    figure(f"audit group append, {name}, {args.in_flight} callers per process", value, base,
+           "audit.append, one per transaction", processes=args.processes,
+           in_flight=args.in_flight)
     result = audit.verify(db)
     assert result.broken is None, result.broken
     progress(f"{name}: chain of {result.records} records verified")
@@ -139,6 +177,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--in-flight", type=int, default=32,
+                        help="Concurrent callers per process of the GroupAppender figure.")
     parser.add_argument("--backends", default="sqlite,postgres")
     args = parser.parse_args()
     backends = args.backends.split(",")

@@ -14,14 +14,20 @@ transactions, ``BEGIN IMMEDIATE``, are serialised already), so concurrent
 appenders in any number of processes extend one chain and never fork it.
 :func:`verify` walks the chain and names the first record that was changed
 or removed; see docs/decisions/0921.
+
+Writing: :func:`append` (a transaction of its own), :func:`append_in` (inside
+the change's own write transaction), :func:`append_many` (a batch, one lock),
+and :class:`GroupAppender` (group commit for callers on an event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,6 +119,54 @@ def append_in(session: Session, entry: AuditEntry) -> None:
     The chain head stays locked until that transaction ends, so keep it short.
     """
     _append(session, [_checked(entry)])
+
+
+class GroupAppender:
+    """Group commit for callers on an event loop (the gRPC interceptor, the pages).
+
+    ``await group.append(entry)`` returns once the entry is committed, like
+    :func:`append`, but entries that arrive while a batch is being written wait
+    for the next one and share its transaction: one lock of the chain head and
+    one commit for all of them. Under load, batches grow by themselves; alone,
+    an entry is written at once. Runs the writes on ``executor`` (the server's
+    bounded pool), never on the loop.
+    """
+
+    def __init__(self, db: Database, executor: Executor | None = None,
+                 max_batch: int = 500) -> None:
+        self._db = db
+        self._executor = executor
+        self._max_batch = max_batch
+        self._waiting: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def append(self, entry: AuditEntry) -> None:
+        _checked(entry)  # a bad entry fails its own caller, not the batch
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((entry, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch = self._waiting[:self._max_batch]
+                del self._waiting[:self._max_batch]
+                try:
+                    await loop.run_in_executor(self._executor, append_many, self._db,
+                                               [entry for entry, _ in batch])
+                except Exception as exc:  # handed to every caller of the batch
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writer = None
 
 
 def _append(session: Session, entries: list[AuditEntry]) -> None:

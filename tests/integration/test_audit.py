@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import multiprocessing
@@ -21,12 +22,13 @@ from singleid.errors import InvalidArgument
 
 PROCESSES = 4
 APPENDS_PER_PROCESS = 25
+PEER = "ipv4:127.0.0.1:50123"
 
 
 def _entry(n: int, outcome: str = "OK") -> AuditEntry:
     return AuditEntry(actor=f"client:cards-{n % 3}",
                       action="/singleid.v1.ProfileService/UpdateProfile", outcome=outcome,
-                      peer="ipv4:127.0.0.1:50123", customer_id="0d3x7k9q2m8v4n6r1t5w0y3z7a",
+                      peer=PEER, customer_id="0d3x7k9q2m8v4n6r1t5w0y3z7a",
                       attributes=("given_name", "birth_date"))
 
 
@@ -179,3 +181,20 @@ def test_the_audit_commands(db: Database, database_url: str, tmp_path: Path) -> 
     bad = _singleid("export", "--since", "yesterday", url=database_url, data_dir=tmp_path)
     assert bad.returncode == 2
     assert "--since" in bad.stderr
+
+
+def test_group_appends_share_transactions_and_keep_one_chain(db: Database) -> None:
+    async def many() -> None:
+        group = audit.GroupAppender(db, max_batch=50)
+        await asyncio.gather(*(group.append(_entry(n)) for n in range(200)))
+        with pytest.raises(InvalidArgument):
+            await group.append(AuditEntry("nobody", "x", "OK", PEER))
+
+    asyncio.run(many())
+    result = audit.verify(db)
+    assert (result.broken, result.records) == (None, 200)
+    with db.read() as session:
+        # Entries of one batch share its time, taken once under the lock.
+        transactions = session.scalar(select(func.count(func.distinct(AuditRecord.at))))
+    assert transactions is not None
+    assert 4 <= transactions < 200
