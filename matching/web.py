@@ -96,7 +96,9 @@ def routes(context: AppContext) -> list[BaseRoute]:
             await context.run_blocking(audit.append, context.db, _failed(entry, exc))
             return _page("Not found", f"<p>{html.escape(exc.message)}</p>", 404)
         # The page shows the pair's (masked) personal data: the read is recorded.
-        await context.run_blocking(audit.append, context.db, entry)
+        customer_id = view.left.current_customer_id if view.left else None
+        await context.run_blocking(audit.append, context.db,
+                                   replace(entry, customer_id=customer_id))
         return _page(f"Candidate {candidate_id}",
                      _side_by_side(view, staff.csrf_token(operator)))
 
