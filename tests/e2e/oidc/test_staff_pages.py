@@ -65,3 +65,19 @@ def test_password_code_then_the_page_asked_for_and_sign_out(oidc: Oidc) -> None:
         review = browser.get("/review")
         assert review.status_code == 303
         assert review.headers["location"].startswith("/staff/login")
+
+
+def test_a_disabled_account_loses_its_session_at_once(oidc: Oidc) -> None:
+    login, totp = _add_staff(oidc)
+    with oidc.browser() as browser:
+        fields = form_fields(browser.get("/staff/login").text)
+        first = browser.post("/staff/login", data={**fields, "login": login,
+                                                   "password": STAFF_PASSWORD})
+        browser.post("/staff/otp", data={**form_fields(first.text), "code": totp.now()})
+        assert browser.get("/review").status_code == 200
+        assert oidc.cli("staff", "disable", "--login", login) == {"login": login,
+                                                                   "disabled": True}
+        assert browser.get("/review").status_code == 303
+        again = browser.post("/staff/login", data={**fields, "login": login,
+                                                   "password": STAFF_PASSWORD})
+        assert again.status_code == 401
