@@ -1,6 +1,6 @@
 """audit trail: hash-chained records and their one-row chain head
 
-Revision ID: 0002
+Revision ID: audit_0001
 Revises: 0001
 """
 
@@ -11,9 +11,9 @@ from alembic import op
 
 import singleid.db
 
-revision: str = "0002"
+revision: str = "audit_0001"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("audit",)
 depends_on: str | Sequence[str] | None = None
 
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
