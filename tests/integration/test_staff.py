@@ -14,6 +14,8 @@ from singleid.idp.oidc.service.logins import MAX_ACCOUNT_FAILURES
 from singleid.idp.oidc.service.sessions import SessionService
 from singleid.idp.oidc.service.staff import NewStaff, Role, StaffService, Step
 from singleid.keyring import Keyring
+from singleid.plugins import load_models
+from singleid.rotation import reencrypt_all
 
 PASSWORD = "correct horse battery"
 PEER = "127.0.0.1"
@@ -134,3 +136,17 @@ def test_a_staff_session_is_not_a_customer_session(
     with db.read() as session:
         assert session.scalars(select(models.BrowserSession)).all() == []
     assert SessionService(db).get(second.cookie) is None
+
+
+def test_the_totp_secret_follows_a_key_rotation(
+        db: Database, keyring: Keyring, ivanova: NewStaff) -> None:
+    rotated = Keyring(keyring.material.rotated())
+    load_models()
+    assert reencrypt_all(db, rotated) >= 1
+    with db.read() as session:
+        row = session.get(models.Staff, "ivanova")
+        assert row is not None
+        assert row.totp_key_id == rotated.primary_key_id
+    staff = StaffService(db, rotated)
+    first = staff.sign_in("ivanova", PASSWORD, PEER)
+    assert staff.second_factor(first.cookie, _code(ivanova), PEER).step is Step.OK
