@@ -1,0 +1,60 @@
+"""``singleid demo`` on SQLite and PostgreSQL: what it seeds, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.slow
+
+COUNTED = ("products", "customers", "product_accounts", "customer_identifiers", "oidc_clients",
+           "oidc_logins", "oidc_legacy_logins", "profile_attributes", "outbox_events")
+
+
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "singleid", "demo"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return {table: int(connection.execute(text(f"SELECT count(*) FROM {table}"))
+                               .scalar_one()) for table in COUNTED}
+    finally:
+        engine.dispose()
+
+
+def test_demo_seeds_once_and_prints_what_to_try(database_url: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "SINGLEID_DATA_DIR": str(data_dir), "SINGLEID_DATABASE_URL": database_url,
+           "SINGLEID_LOG_LEVEL": "WARNING"}
+    env.pop("SINGLEID_DEMO_VOICE_DIR", None)
+    first = _demo(env)
+    seeded = _counts(database_url)
+    second = _demo(env)
+
+    assert _counts(database_url) == seeded
+    assert seeded["products"] >= 4
+    assert seeded["oidc_clients"] == 1
+    assert seeded["oidc_logins"] == 1
+    assert seeded["oidc_legacy_logins"] == 1
+    assert "created product loyalty" in first.stderr
+    assert "0 things created" in second.stdout
+    client = json.loads((data_dir / "demo-cabinet-client.json").read_text())
+    assert client["client_id"] == "loyalty-cabinet"
+    assert client["redirect_uri"] == "http://127.0.0.1:8000/auth/callback"
+    assert (data_dir / "demo-cabinet-client.json").stat().st_mode & 0o077 == 0
+    assert client["client_secret"] not in first.stdout + first.stderr  # only in the file
+    assert "python -m singleid.clients.cabinet --client-file" in first.stdout
+    assert first.stdout.count("Anna: ") == 1
+    assert first.stdout.splitlines()[3] == second.stdout.splitlines()[3]  # the same Anna
