@@ -31,7 +31,7 @@ PRODUCTS = {"cards": "Cards", "loans": "Loans", "loyalty": "Loyalty programme",
 CABINET_CLIENT_ID = "loyalty-cabinet"
 CABINET_CALLBACK_PATH = "/auth/callback"
 CABINET_CLIENT_FILE = "demo-cabinet-client.json"
-VOICE_SPEAKER = "bebe"  # a VoxForge speaker of ../shared/data/voice (8 recordings)
+VOICE_SPEAKER = "Ara"  # a VoxForge speaker of ../shared/data/voice (8 recordings)
 VOICE_ENROLL_RECORDINGS = 2
 KEY_PREFIX = "demo-v1"  # idempotency keys of the demo's writes
 
