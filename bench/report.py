@@ -1,10 +1,10 @@
 """bench/run's report: one Markdown file and a PNG per kind of figure, each beside its baseline.
 
-Figures are sorted into sections by what they measure: throughput (a unit per
-second), latency percentiles (ms, p50/p99), the voice DET curves (figures that
-carry ``det_far``/``det_frr``), match quality (the matching_quality benchmark),
-and everything else. Each section has a table (value, same-run baseline,
-ratio, target) and, where a picture helps, a plot next to it.
+Figures are sorted into sections by what they measure: voice accuracy with
+its DET curves (figures that carry ``det_far``/``det_frr``), throughput (a unit
+per second), latency percentiles (ms, p50/p99), match quality (the
+matching_quality benchmark), and everything else. Each section has a table
+(value, same-run baseline, ratio, target) and, where a picture helps, a plot next to it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ def is_det(fig: Figure) -> bool:
     return "det_far" in fig and "det_frr" in fig
 
 
+def is_voice_accuracy(fig: Figure) -> bool:
+    return is_det(fig) or str(fig["benchmark"]) == "voice_accuracy"
+
+
 def is_throughput(fig: Figure) -> bool:
     return str(fig["unit"]).endswith("/s") or str(fig["unit"]) == "per_second"
 
@@ -43,7 +47,7 @@ def is_match_quality(fig: Figure) -> bool:
 
 # (title, file stem, which figures, plot); the first section that takes a figure keeps it.
 SECTIONS: list[tuple[str, str, Callable[[Figure], bool]]] = [
-    ("Voice DET curves", "det", is_det),
+    ("Voice accuracy and DET curves", "det", is_voice_accuracy),
     ("Throughput", "throughput", is_throughput),
     ("Latency percentiles", "latency", is_latency),
     ("Match quality", "match_quality", is_match_quality),
@@ -146,7 +150,7 @@ def _det(path: Path, figures: list[Figure]) -> None:
         return [inv(min(max(v, 1e-4), 1 - 1e-4)) for v in values]
 
     plot, axis = plt.subplots(figsize=(6, 6))
-    for fig in figures:
+    for fig in filter(is_det, figures):
         line, = axis.plot(nd(fig["det_far"]), nd(fig["det_frr"]),
                           label=f"{fig['figure']}: {number(fig['value'])}%")
         target = _float(fig["baseline"]) / 100

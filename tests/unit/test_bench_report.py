@@ -38,6 +38,8 @@ CANNED = {
         _figure("oidc", "token grants", 310.0, "per_second", 900.0),
         _figure("customers", "ResolveCustomer: p50 latency", 3.1, "ms", 0.9),
         _figure("customers", "ResolveCustomer: p99 latency", 11.4, "ms", 2.2),
+        _figure("voice_accuracy", "VoxForge 16 kHz: EER", 5.03, "%", 2.0, meets_target=False,
+                target="<= 2%"),
         _figure("voice_accuracy", "VoxForge 16 kHz: DET curve (EER)", 5.03, "%", 2.0,
                 det_far=[0.5, 0.1, 0.05, 0.01, 0.001], det_frr=[0.001, 0.02, 0.05, 0.1, 0.3]),
         _figure("matching_quality", "generated: pairwise_f1", 0.97, "ratio", 0.81),
@@ -52,7 +54,7 @@ def test_the_report_puts_each_figure_beside_its_baseline_with_a_plot_per_kind(
 
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     titles = [line for line in markdown.splitlines() if line.startswith("## ")]
-    assert titles == ["## Voice DET curves", "## Throughput", "## Latency percentiles",
+    assert titles == ["## Voice accuracy and DET curves", "## Throughput", "## Latency percentiles",
                       "## Match quality", "## Other figures"]
     for stem in ("det", "throughput", "latency", "match_quality"):
         assert f"({stem}.png)" in markdown
@@ -63,4 +65,7 @@ def test_the_report_puts_each_figure_beside_its_baseline_with_a_plot_per_kind(
     assert "| oidc | token grants | 310 | per_second | 900 | 0.34 |" in markdown
     latency = markdown.split("## Latency percentiles")[1].split("## ")[0]
     assert "throughput" not in latency  # each figure in one section only
+    voice = markdown.split("## Voice accuracy and DET curves")[1].split("## ")[0]
+    assert "| voice_accuracy | VoxForge 16 kHz: EER | 5.03 | % | 2.00 | 2.52 | <= 2% | **no** |" \
+        in voice
     assert "Failed: voice_accuracy (exit 3)" in markdown
