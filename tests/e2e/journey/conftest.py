@@ -1,8 +1,7 @@
 """What the journey tests share: headless Chromium, the sample app, and one way to reach gRPC.
 
-Every gRPC channel these tests open comes from :func:`channel` (and every
-typed client from :func:`client`), so that calling with credentials is a
-change in one place.
+Every gRPC channel these tests open comes from :func:`channel`, so that
+calling with credentials is a change in one place.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
 
-from singleid.clients.base import BaseClient
 from tests.conftest import require
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,17 +27,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 START_SECONDS = 30.0
-C = TypeVar("C", bound=BaseClient)
 
 
 def channel(target: str) -> grpc.Channel:
-    """The journey's one way to open a channel to singleid (tokens will be added here)."""
+    """The journey's one way to open a channel to singleid (tokens will be added here).
+
+    Typed clients of ``singleid.clients`` borrow it (``Client(channel=...)``).
+    """
     return grpc.insecure_channel(target)
-
-
-def client(kind: type[C], target: str) -> C:
-    """A typed client of ``singleid.clients`` on a channel from :func:`channel`."""
-    return kind(channel=channel(target))
 
 
 def free_port() -> int:

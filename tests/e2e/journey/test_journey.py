@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import nats
 import psycopg
 import pytest
@@ -42,14 +43,14 @@ from singleid.clients.customers import identifier
 from singleid.clients.profile import attribute_values
 from singleid.clients.voiceprint import VoiceprintClient
 from singleid.demo import seed
-from singleid.errors import NotFound, Unavailable
+from singleid.errors import NotFound, SingleIdError
 from singleid.testing import ServerProcess
 from singleid.v1 import customers_pb2, voiceprint_pb2
 from singleid.voiceprint import audio
 from tests.conftest import PG_URL, require
 from tests.e2e.journey.conftest import (
     Cabinet,
-    client,
+    channel,
     free_port,
     run_demo,
     sign_in,
@@ -91,6 +92,7 @@ class Journey:
     cabinet: Cabinet
     env: dict[str, str]
     root: Path
+    channel: grpc.Channel  # every client of the journey borrows it
     watched: list[Received] = field(default_factory=list)  # by WatchChanges
     from_nats: list[Received] = field(default_factory=list)  # by a JetStream subscriber
     made: dict[str, str] = field(default_factory=dict)  # what a step made, for later steps
@@ -102,13 +104,13 @@ class Journey:
         return result.stdout
 
     def customers(self) -> CustomersClient:
-        return client(CustomersClient, self.server.grpc_addr)
+        return CustomersClient(channel=self.channel)
 
     def profiles(self) -> ProfileClient:
-        return client(ProfileClient, self.server.grpc_addr)
+        return ProfileClient(channel=self.channel)
 
     def voice(self) -> VoiceprintClient:
-        return client(VoiceprintClient, self.server.grpc_addr)
+        return VoiceprintClient(channel=self.channel)
 
     def wait_for(self, where: list[Received], what: str,
                  match: Callable[[Received], bool], timeout: float = 10.0) -> Received:
@@ -153,7 +155,7 @@ def _watch(journey: Journey, stop: threading.Event) -> None:
                 journey.watched.append(Received(
                     event.type, event.subject,
                     tuple(a["name"] for a in data.get("attributes", ())), time.monotonic()))
-        except Unavailable:
+        except SingleIdError:  # the teardown closes the channel and kills the server
             if not stop.is_set():
                 raise
 
@@ -208,12 +210,13 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
         server = ServerProcess(data_dir=root / "data", database_url=database_url, workers=2,
                                env=settings)
         cabinet: Cabinet | None = None
+        journey: Journey | None = None
         stop, nats_ready = threading.Event(), threading.Event()
         try:
             server.start()
             cabinet = start_cabinet(root / "data" / seed.CABINET_CLIENT_FILE, server.grpc_addr,
                                     cabinet_port)
-            journey = Journey(server, cabinet, env, root)
+            journey = Journey(server, cabinet, env, root, channel(server.grpc_addr))
             threads = [threading.Thread(target=_watch, args=(journey, stop), daemon=True),
                        threading.Thread(target=_subscribe_nats, daemon=True,
                                         args=(journey, stream, prefix, nats_ready, stop))]
@@ -223,6 +226,8 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
             yield journey
         finally:
             stop.set()
+            if journey is not None:
+                journey.channel.close()
             if cabinet is not None:
                 cabinet.stop()
             server.kill()
