@@ -51,7 +51,7 @@ def what_to_try(settings: Settings, seeded: seed.Seeded, cabinet_url: str) -> st
         "Try:",
         "  singleid serve                                   # in another terminal",
         f"  python -m singleid.clients.cabinet --client-file {seeded.client_file}"
-        f" --listen {cabinet_url}",
+        f" --listen {cabinet_url} --grpc {settings.grpc_addr}",
         f"  open {cabinet_url}/ and sign in as {seed.ANNA_PHONE} / {seed.ANNA_PASSWORD!r}",
         f"  sign in as {seed.BORIS_EMAIL} / {seed.BORIS_LEGACY_PASSWORD!r}"
         " (his old cards password: singleid asks to make it the ecosystem login)",
