@@ -32,9 +32,11 @@ START_SECONDS = 30.0
 def channel(target: str) -> grpc.Channel:
     """The journey's one way to open a channel to singleid (tokens will be added here).
 
-    Typed clients of ``singleid.clients`` borrow it (``Client(channel=...)``).
+    Typed clients of ``singleid.clients`` borrow it (``Client(channel=...)``). Each
+    channel has its own TCP connection, so that with several server processes
+    (SO_REUSEPORT) two channels may well reach two different ones.
     """
-    return grpc.insecure_channel(target)
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,11 @@ def _fresh_database() -> Iterator[str]:
 
 
 def _watch(journey: Journey, stop: threading.Event) -> None:
-    """A subscriber domain on WatchChanges, from now on, on one stream (ended by the teardown)."""
-    with journey.profiles() as profiles:
+    """A subscriber domain on WatchChanges, from now on, on one stream (ended by the teardown).
+
+    On a connection of its own, as another domain's process would be.
+    """
+    with closing(channel(journey.server.grpc_addr)) as own, ProfileClient(channel=own) as profiles:
         try:
             for event in profiles.watch_changes(from_now=True, timeout=WATCH_SECONDS):
                 data = json.loads(event.cloudevent_json)["data"]
