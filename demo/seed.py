@@ -175,7 +175,7 @@ class Seeder:
         recordings = sorted((voice_dir / "voxforge" / VOICE_SPEAKER).glob("*.flac")) \
             if voice_dir else []
         if len(recordings) < VOICE_ENROLL_RECORDINGS:
-            return f"no voiceprint: no recordings of {VOICE_SPEAKER} under --voice-dir"
+            return f"no voiceprint enrolled: no recordings of {VOICE_SPEAKER} under --voice-dir"
         # The voice stack (torch) loads only when it is needed.
         from singleid.voiceprint import audio  # noqa: PLC0415
         from singleid.voiceprint.config import VoiceSettings  # noqa: PLC0415

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.conftest import require
+from tests.voice_data import MISSING, VOICE_DIR, voice_data_present
+
 pytestmark = pytest.mark.slow
 
 COUNTED = ("products", "customers", "product_accounts", "customer_identifiers", "oidc_clients",
@@ -58,3 +61,16 @@ def test_demo_seeds_once_and_prints_what_to_try(database_url: str, tmp_path: Pat
     assert "python -m singleid.clients.cabinet --client-file" in first.stdout
     assert first.stdout.count("Anna: ") == 1
     assert first.stdout.splitlines()[3] == second.stdout.splitlines()[3]  # the same Anna
+
+
+def test_demo_enrolls_a_voiceprint_once_when_given_recordings(tmp_path: Path) -> None:
+    require(voice_data_present(), MISSING)
+    env = {**os.environ, "SINGLEID_DATA_DIR": str(tmp_path / "data"),
+           "SINGLEID_DATABASE_URL": f"sqlite:///{tmp_path / 'singleid.db'}",
+           "SINGLEID_LOG_LEVEL": "WARNING", "SINGLEID_DEMO_VOICE_DIR": str(VOICE_DIR)}
+    assert "Anna's voiceprint enrolled (Ara)" in _demo(env).stdout
+    again = _demo(env)
+    assert "Anna's voiceprint exists (Ara)" in again.stdout
+    assert "0 things created" in again.stdout
+    without = _demo({**env, "SINGLEID_DEMO_VOICE_DIR": str(tmp_path)})
+    assert "no voiceprint enrolled: no recordings of Ara" in without.stdout
