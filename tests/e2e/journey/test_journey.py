@@ -96,6 +96,7 @@ class Journey:
     channel: grpc.Channel  # every client of the journey borrows it
     watched: list[Received] = field(default_factory=list)  # by WatchChanges
     from_nats: list[Received] = field(default_factory=list)  # by a JetStream subscriber
+    nats_payloads: list[bytes] = field(default_factory=list)  # as published
     made: dict[str, str] = field(default_factory=dict)  # what a step made, for later steps
 
     def cli(self, *args: str) -> str:
@@ -183,6 +184,7 @@ def _subscribe_nats(journey: Journey, stream: str, prefix: str, ready: threading
             while not stop.is_set():
                 with contextlib.suppress(nats.errors.TimeoutError):
                     message = await subscription.next_msg(timeout=0.5)
+                    journey.nats_payloads.append(message.data)
                     event = json.loads(message.data)
                     journey.from_nats.append(Received(
                         event["type"], event["subject"],
@@ -342,6 +344,10 @@ def test_4_loyalty_and_loans_write_and_subscribers_hear_within_a_second(
         profile = attribute_values(profiles.get_profile(customer_id))
     assert profile["loyalty_tier"] == "platinum"
     assert profile["postal_addresses"][0]["city"] == "Москва"
+    published = "".join(json.dumps(json.loads(p), ensure_ascii=False)
+                        for p in journey.nats_payloads)
+    assert "Тверская" not in published  # events name attributes, never their values
+    assert "platinum" not in published
 
 
 # -- 5. the call center --------------------------------------------------------------------
@@ -380,11 +386,20 @@ def test_6_withdrawn_consent_deletes_the_voiceprint_and_marketing_data_is_erased
         with pytest.raises(NotFound):
             voice.get_voiceprint(customer_id)
     with journey.profiles() as profiles:
+        profiles.set_consent(customer_id, "marketing", True, text_version="mkt-2026",
+                             channel="web")
         profiles.update_profile(customer_id, "marketing", {"tags_auto": ["autumn.promo"]})
+        # The customer asks to stop and to erase: the consent goes, then the data.
+        profiles.set_consent(customer_id, "marketing", False, text_version="mkt-2026",
+                             channel="web")
         profiles.erase_attributes(customer_id, ["tags_auto"],
                                   reason="the customer asked to erase marketing data",
                                   actor="op-journey")
         assert "tags_auto" not in attribute_values(profiles.get_profile(customer_id))
+        assert not profiles.has_consent(customer_id, "marketing")
     for where, name in ((journey.watched, "WatchChanges"), (journey.from_nats, "NATS")):
         journey.wait_for(where, f"erasure event over {name}",
                          _event("profile.erased.v1", customer_id, "tags_auto"))
+        journey.wait_for(where, f"marketing consent withdrawal over {name}",
+                         lambda r: r.type == "singleid.consent.withdrawn.v1"
+                         and r.subject == customer_id)
