@@ -10,6 +10,8 @@ on a temporary database:
 
 Figures, one JSON object a line: EER, FRR at FAR 1% and 0.1%; the baseline is
 the issue's target (EER <= 2% at 16 kHz, <= 5% at 8 kHz), so ratio <= 1 meets it.
+A "DET curve" figure per run carries the curve's points (``det_far``, ``det_frr``)
+for bench/run's plot.
 
     python bench/voice_accuracy.py [--data ../shared/data/voice] [--enroll 2]
 """
@@ -41,7 +43,8 @@ def figure(name: str, value: float, unit: str, baseline: float, **extra: Any) ->
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
-def evaluate(directory: Path, out: Path, enroll: int, resample: int | None) -> list[float]:
+def evaluate(directory: Path, out: Path, enroll: int, resample: int | None
+             ) -> tuple[list[float], dict[str, list[float]]]:
     command = [sys.executable, "-m", "singleid", "voiceprint", "evaluate", str(directory),
                "--enroll", str(enroll), "--out", str(out)]
     if resample:
@@ -54,7 +57,8 @@ def evaluate(directory: Path, out: Path, enroll: int, resample: int | None) -> l
     if result.returncode != 0 or match is None:
         raise SystemExit(f"evaluate failed ({result.returncode}): {last}")
     print(last, file=sys.stderr, flush=True)
-    return [float(g) for g in match.groups()]
+    det = json.loads((out / "report.json").read_text())["det"]
+    return [float(g) for g in match.groups()], det
 
 
 def fsdd_recordings(fsdd: Path, target: Path, per_speaker: int) -> Path:
@@ -72,13 +76,18 @@ def fsdd_recordings(fsdd: Path, target: Path, per_speaker: int) -> Path:
     return target
 
 
-def report(label: str, values: list[float], eer_target: float) -> None:
+def report(label: str, evaluated: tuple[list[float], dict[str, list[float]]],
+           eer_target: float) -> None:
+    values, det = evaluated
     eer, frr1, frr01, targets, non_targets = values
     trials = {"target_trials": int(targets), "non_target_trials": int(non_targets)}
     figure(f"{label}: EER", eer, "%", eer_target, target=f"<= {eer_target:g}%",
            meets_target=eer <= eer_target, **trials)
     figure(f"{label}: FRR at FAR 1%", frr1, "%", 0.0, **trials)
     figure(f"{label}: FRR at FAR 0.1%", frr01, "%", 0.0, **trials)
+    # The curve itself, for bench/run's DET plot; the baseline is the EER target.
+    figure(f"{label}: DET curve (EER)", eer, "%", eer_target, det_far=det["far"],
+           det_frr=det["frr"], **trials)
 
 
 def main() -> None:

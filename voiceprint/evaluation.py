@@ -32,6 +32,7 @@ from singleid.voiceprint import audio
 from singleid.voiceprint.calibration import Metrics, metrics, plot_det, summary_line
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
+DET_POINTS = 200  # enough for a smooth curve in a report
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,19 @@ def finish(trials: Trials, out_dir: Path, title: str, extra: dict[str, Any]) -> 
         **extra, "eer": m.eer, "eer_threshold": m.eer_threshold,
         "operating_points": {k: vars(v) for k, v in m.frr_at_far.items()},
         "target_trials": len(trials.targets), "non_target_trials": len(trials.non_targets),
+        "det": det_points(m),
         "errors": trials.errors, "enroll_errors": trials.enroll_errors,
         "decisions": trials.decisions, "summary": summary,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return Outcome(m, trials, summary)
+
+
+def det_points(m: Metrics, most: int = DET_POINTS) -> dict[str, list[float]]:
+    """The DET curve, thinned to at most ``most`` points, for reports drawn elsewhere."""
+    keep = np.unique(np.linspace(0, len(m.det_far) - 1, min(most, len(m.det_far))).astype(int))
+    far, frr = m.det_far[keep], m.det_frr[keep]
+    return {"far": [round(float(v), 6) for v in far], "frr": [round(float(v), 6) for v in frr]}
 
 
 def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concurrency: int,

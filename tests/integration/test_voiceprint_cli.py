@@ -64,6 +64,9 @@ def test_evaluate_runs_the_protocol_through_a_server_it_starts(small_corpus: Pat
     assert report["resample"] == 8000
     assert report["target_trials"] == 2
     assert (tmp_path / "eval" / "det.png").exists()
+    det = report["det"]  # the curve's points, for bench/run's report
+    assert 2 <= len(det["far"]) == len(det["frr"]) <= 200
+    assert det["far"] == sorted(det["far"], reverse=True)
 
 
 def test_serve_refuses_to_start_when_torchaudio_cannot_be_imported(tmp_path: Path) -> None:
