@@ -36,6 +36,7 @@ from typing import Any
 import grpc
 import nats
 import psycopg
+import pyotp
 import pytest
 from sqlalchemy import make_url
 
@@ -99,9 +100,10 @@ class Journey:
     nats_payloads: list[bytes] = field(default_factory=list)  # as published
     made: dict[str, str] = field(default_factory=dict)  # what a step made, for later steps
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, stdin: str = "") -> str:
         result = subprocess.run([sys.executable, "-m", "singleid", *args], env=self.env,
-                                capture_output=True, text=True, timeout=180, check=False)
+                                input=stdin, capture_output=True, text=True, timeout=180,
+                                check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 
@@ -274,7 +276,7 @@ def test_1_legacy_accounts_are_imported_matched_and_reviewed(journey: Journey,
 
     review = f"http://{journey.server.http_addr}/review"
     page = chromium.new_page()
-    page.goto(review)
+    _operator_signs_in(journey, page, review)
     pairs = [link.get_attribute("href") for link in page.locator("#queue a").all()]
     for href in pairs:  # the operator opens the pairs until the one of c-2 and l-2
         page.goto(f"http://{journey.server.http_addr}{href}")
@@ -282,12 +284,26 @@ def test_1_legacy_accounts_are_imported_matched_and_reviewed(journey: Journey,
             break
     else:
         pytest.fail(f"cards/c-2 and loans/l-2 are not in the review queue ({len(pairs)} pairs)")
-    page.fill("#operator", "op-journey")
     page.click("#merge")
     page.wait_for_url(review)
     page.close()
     assert _owner(journey, "cards", "c-2") == _owner(journey, "loans", "l-2")
     journey.made["petrova"] = _owner(journey, "cards", "c-1")
+
+
+def _operator_signs_in(journey: Journey, page: Any, review: str) -> None:
+    """Staff member op-journey: password, then the code from her authenticator."""
+    password = "operator password 1"
+    created = json.loads(journey.cli("staff", "add", "--login", "op-journey", "--role",
+                                     "operator", stdin=password + "\n"))
+    totp = pyotp.parse_uri(created["provisioning_uri"])
+    page.goto(review)
+    page.fill("#login", "op-journey")
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.fill("#code", totp.now())
+    page.click("button[type=submit]")
+    page.wait_for_url(review)
 
 
 # -- 2. a new registration --------------------------------------------------------------
