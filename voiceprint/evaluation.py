@@ -7,7 +7,8 @@
   enroll) is verified against every enrolled voiceprint: the same speaker makes
   a target trial, another speaker a non-target trial.
 
-``evaluate`` runs it through the public gRPC API (``VoiceprintClient``);
+``evaluate`` runs it through the public gRPC API (``VoiceprintClient``) and
+scores each trial by the LLR the service returns (its decision score, mapped);
 ``calibrate`` runs it in-process on the same engine, embedding each recording
 once.
 """
@@ -118,6 +119,7 @@ def finish(trials: Trials, out_dir: Path, title: str, extra: dict[str, Any]) -> 
         "target_trials": len(trials.targets), "non_target_trials": len(trials.non_targets),
         "errors": trials.errors, "enroll_errors": trials.enroll_errors,
         "decisions": trials.decisions, "summary": summary,
+        "target_scores": trials.targets, "non_target_scores": trials.non_targets,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return Outcome(m, trials, summary)
@@ -172,8 +174,10 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
                     if kind == "error":
                         trials.error(str(value))
                         continue
+                    # The LLR is the service's decision score (AS-normalised when the
+                    # calibration has a cohort) mapped monotonically: its EER is the service's.
                     (trials.targets if kind == "target" else trials.non_targets).append(
-                        float(value.raw_score))
+                        float(value.llr))
                     name = "accept" if value.decision == 1 else "reject"
                     key = f"{kind}_{name}"
                     trials.decisions[key] = trials.decisions.get(key, 0) + 1

@@ -39,6 +39,7 @@ from singleid.keyring import KeyMaterial, Keyring, Sealed
 from singleid.testing import ServerProcess
 from singleid.v1 import voiceprint_pb2
 from singleid.voiceprint import models
+from singleid.voiceprint.calibration import bundled_table
 
 from ..conftest import PG_URL, require
 from ..voice_data import (
@@ -149,6 +150,15 @@ def test_the_same_speaker_is_accepted_and_others_rejected_at_16k(voice: Voice,
     assert same.llr > 0 > other.llr
     assert same.model_id == "ge2e-resemblyzer-0.1.4"
     assert same.operating_point == "far_1pct"
+
+
+def test_the_speakers_used_here_are_outside_the_bundled_cohort() -> None:
+    # A cohort member scores low against its own voiceprint under AS-norm: the bundled
+    # table's cohort must not hold the speakers these tests enroll and verify.
+    table = bundled_table("ge2e-resemblyzer-0.1.4")
+    assert table is not None
+    assert table.cohort is not None
+    assert not {ALICE, BOB, MALLORY} & set(table.notes["cohort_speakers"].split())
 
 
 def test_a_replayed_enrollment_recording_is_rejected(voice: Voice, enrolled: str) -> None:

@@ -245,14 +245,15 @@ class VoiceprintService:
         table = self.engine.table
         point = self.engine.operating_point
         score = float(np.dot(template, processed.embedding))
-        llr = table.llr(score)
-        accepted = score >= point.threshold and not replay
+        decision_score = table.normalise(score, template, processed.embedding)
+        llr = table.llr(decision_score)
+        accepted = decision_score >= point.threshold and not replay
         step_up = (not replay) and abs(llr - table.llr(point.threshold)) < \
             self._settings.grey_zone_llr
         matches = self.watchlist.search(processed.embedding, self.engine.watchlist_point.threshold)
         return VerifyResult(
             customer_id=customer_id, decision=Decision.ACCEPT if accepted else Decision.REJECT,
-            raw_score=score, llr=llr, probability=table.probability(score),
+            raw_score=score, llr=llr, probability=table.probability(decision_score),
             threshold=point.threshold, operating_point=self._settings.operating_point,
             step_up_recommended=step_up, net_speech_seconds=processed.net_speech_seconds,
             model_id=self.engine.model_id, replay_detected=replay, watchlist_matches=matches)
