@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from singleid.voiceprint.calibration import CalibrationTable, build_table, bundled_table
 from singleid.voiceprint.norm import Cohort
 
 
-def _unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
+def _unit(rng: np.random.Generator, n: int, dim: int = 16) -> npt.NDArray[np.float32]:
     x = rng.normal(size=(n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
 def test_as_norm_follows_the_formula_on_the_top_k() -> None:
