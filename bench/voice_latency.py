@@ -36,6 +36,7 @@ import numpy as np
 import soundfile
 
 from singleid.clients.customers import CustomersClient
+from singleid.clients.profile import ProfileClient
 from singleid.clients.voiceprint import VoiceprintClient
 from singleid.keyring import KeyMaterial
 from singleid.testing import ServerProcess
@@ -81,8 +82,10 @@ def enroll(addr: str, speaker_dir: Path) -> str:
     with closing(CustomersClient(addr)) as customers:
         customers.create_product("bench", "Bench")
         customer_id = str(customers.register_customer("bench", "voice-1").customer_id)
+    with ProfileClient(addr) as profile:
+        profile.set_consent(customer_id, "biometrics", True, text_version="bench-1",
+                            channel="bench")
     with VoiceprintClient(addr) as client:
-        client.grant_consent(customer_id)
         files = sorted(speaker_dir.glob("*.flac"))[:2]
         client.enroll_audio(customer_id, "bench-enroll", [f.read_bytes() for f in files], FLAC)
     return customer_id

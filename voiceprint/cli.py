@@ -1,4 +1,4 @@
-"""``singleid voiceprint …`` (calibrate, evaluate, consent) and ``singleid ivr …`` (simulator)."""
+"""``singleid voiceprint …`` (calibrate, evaluate) and ``singleid ivr …`` (simulator)."""
 
 from __future__ import annotations
 
@@ -203,23 +203,6 @@ def evaluate(directory: Path, enroll_count: int, resample: int | None, target: s
         _echo(f"errors: {trials.errors}  enrollment errors: {trials.enroll_errors}")
     _echo(f"report: {out_dir / 'report.json'}  DET plot: {out_dir / 'det.png'}")
     click.echo(outcome.summary)
-
-
-@voiceprint.command("consent")
-@click.argument("action", type=click.Choice(["grant", "withdraw"]))
-@click.option("--customer", "customer_id", required=True)
-@click.option("--target", default=None, help="gRPC address (default: SINGLEID_GRPC_ADDR).")
-def consent(action: str, customer_id: str, target: str | None) -> None:
-    """Grant or withdraw a customer's biometric consent (withdrawing deletes the voiceprint)."""
-    from singleid.clients.voiceprint import VoiceprintClient  # noqa: PLC0415
-
-    with VoiceprintClient(target or get_settings().grpc_addr) as client:
-        try:
-            result = (client.grant_consent(customer_id) if action == "grant"
-                      else client.withdraw_consent(customer_id))
-        except SingleIdError as exc:
-            raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    click.echo(json.dumps({"customer_id": result.customer_id, "granted": result.granted}))
 
 
 # -- the IVR simulator ---------------------------------------------------------------

@@ -129,13 +129,15 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
                   progress: Callable[[str], None]) -> Trials:
     """The protocol through the public API of a running server."""
     from singleid.clients.customers import CustomersClient  # noqa: PLC0415
+    from singleid.clients.profile import ProfileClient  # noqa: PLC0415
     from singleid.clients.voiceprint import VoiceprintClient  # noqa: PLC0415
     from singleid.errors import AlreadyExists  # noqa: PLC0415
 
     trials = Trials()
     product = "voice-eval"
     run_id = f"{time.time_ns():x}"
-    with closing(CustomersClient(target)) as customers, VoiceprintClient(target) as voice:
+    with closing(CustomersClient(target)) as customers, VoiceprintClient(target) as voice, \
+            ProfileClient(target) as profile:
         with contextlib.suppress(AlreadyExists):
             customers.create_product(product, "Voice evaluation")
         ids = {s: customers.register_customer(product, f"{s}").customer_id
@@ -143,7 +145,8 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
         enrolled: dict[str, str] = {}
         for speaker, recordings in dataset.enrolled.items():
             sent = [as_sent(r.path, resample) for r in recordings]
-            voice.grant_consent(ids[speaker])
+            profile.set_consent(ids[speaker], "biometrics", True, text_version="voice-eval",
+                                channel="eval")
             try:
                 voice.enroll_audio(ids[speaker], f"eval-{run_id}-enroll-{speaker}",
                                    [s[0] for s in sent], _code(sent[0][1]), sent[0][2])
