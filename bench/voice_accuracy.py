@@ -10,7 +10,9 @@ the cohort, the next as the calibration set and the third as the test set:
 
 ``evaluate`` runs through the public gRPC API against a server it starts on a
 temporary database. The trials of the three rounds (every speaker tested once,
-against a cohort and a calibration it was not part of) are pooled into one EER.
+against a cohort and a calibration it was not part of) are pooled into one EER
+on the AS-norm scores; the EER of the pooled calibrated LLRs and the FAR/FRR
+the service's decisions reached are printed beside it.
 Runs: VoxForge at 16 kHz (FLAC as is); VoxForge sent as 8 kHz telephone audio;
 FSDD (8 kHz, each speaker's ten digits of one repetition index joined into one
 recording of about 6 s) scored with round 1's 8 kHz table.
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
-from singleid.voiceprint.calibration import metrics, summary_line
+from singleid.voiceprint.calibration import CalibrationTable, metrics, summary_line
 
 BENCHMARK = "voice_accuracy"
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,14 +73,14 @@ def calibrate(calib: Path, cohort: Path, out: Path, enroll: int, resample: int |
 
 
 def evaluate(directory: Path, out: Path, enroll: int, resample: int | None,
-             table: Path) -> tuple[list[float], list[float]]:
-    """One evaluation; the trials' scores from its report."""
+             table: Path) -> dict[str, Any]:
+    """One evaluation with the given table; its report (scores are the returned LLRs)."""
     command = [sys.executable, "-m", "singleid", "voiceprint", "evaluate", str(directory),
                "--enroll", str(enroll), "--out", str(out)]
     run(command + (["--resample", str(resample)] if resample else []),
         env={"SINGLEID_VOICE_CALIBRATION": str(table)})
-    doc = json.loads((out / "report.json").read_text())
-    return doc["target_scores"], doc["non_target_scores"]
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return report
 
 
 def subset(root: Path, speakers: list[str], target: Path) -> Path:
@@ -90,12 +92,19 @@ def subset(root: Path, speakers: list[str], target: Path) -> Path:
 
 
 def rounds(voxforge: Path, out: Path, enroll: int, resample: int | None,
-           label: str) -> tuple[list[float], Path]:
-    """Three rounds of cohort / calibration / test folds; the pooled figures, round 1's table."""
+           label: str) -> tuple[list[float], Path, dict[str, float]]:
+    """Three rounds of cohort / calibration / test folds; pooled figures, round 1's table.
+
+    The EER pools the rounds' AS-norm scores (each round's threshold is set on
+    its own calibration fold); ``eer_of_pooled_llrs`` pools the calibrated LLRs
+    instead, which also charges the rounds' calibrations for disagreeing; the
+    decisions give the FAR and FRR actually reached at the far_1pct point.
+    """
     speakers = sorted(p.name for p in voxforge.iterdir() if p.is_dir())
     folds = [speakers[i::3] for i in range(3)]
-    targets: list[float] = []
-    non_targets: list[float] = []
+    normalised: tuple[list[float], list[float]] = ([], [])
+    llrs: tuple[list[float], list[float]] = ([], [])
+    decisions: dict[str, int] = {}
     tables = []
     for r in range(3):
         cohort, calib, test = folds[r], folds[(r + 1) % 3], folds[(r + 2) % 3]
@@ -105,15 +114,27 @@ def rounds(voxforge: Path, out: Path, enroll: int, resample: int | None,
         table = calibrate(subset(voxforge, calib, base / "calib"),
                           subset(voxforge, cohort, base / "cohort"), base / "table", enroll,
                           resample)
-        t, n = evaluate(subset(voxforge, test, base / "test"), base / "eval", enroll, resample,
-                        table)
-        targets += t
-        non_targets += n
+        report = evaluate(subset(voxforge, test, base / "test"), base / "eval", enroll,
+                          resample, table)
+        fit = CalibrationTable.load(table)
+        for kind, key in enumerate(("target_scores", "non_target_scores")):
+            llrs[kind].extend(report[key])
+            # The decision score itself (AS-norm), from the table's monotone LLR map.
+            normalised[kind].extend((llr - fit.b) / fit.a for llr in report[key])
+        for name, count in report["decisions"].items():
+            decisions[name] = decisions.get(name, 0) + count
         tables.append(table)
-    m = metrics(np.array(targets), np.array(non_targets))
-    print(summary_line(m, len(targets), len(non_targets)), file=sys.stderr, flush=True)
+    m = metrics(np.array(normalised[0]), np.array(normalised[1]))
+    pooled_llr = metrics(np.array(llrs[0]), np.array(llrs[1]))
+    print(summary_line(m, len(normalised[0]), len(normalised[1])), file=sys.stderr, flush=True)
+    far = decisions.get("non_target_accept", 0) / max(len(normalised[1]), 1)
+    frr = decisions.get("target_reject", 0) / max(len(normalised[0]), 1)
+    extra = {"eer_of_pooled_llrs": round(pooled_llr.eer * 100, 3),
+             "far_at_the_far_1pct_decision": round(far * 100, 3),
+             "frr_at_the_far_1pct_decision": round(frr * 100, 3)}
     return [m.eer * 100, m.frr_at_far["far_1pct"].frr * 100,
-            m.frr_at_far["far_0_1pct"].frr * 100, len(targets), len(non_targets)], tables[0]
+            m.frr_at_far["far_0_1pct"].frr * 100, len(normalised[0]),
+            len(normalised[1])], tables[0], extra
 
 
 def fsdd_recordings(fsdd: Path, target: Path, per_speaker: int) -> Path:
@@ -131,9 +152,11 @@ def fsdd_recordings(fsdd: Path, target: Path, per_speaker: int) -> Path:
     return target
 
 
-def report(label: str, values: list[float], eer_target: float) -> None:
+def report(label: str, values: list[float], eer_target: float,
+           extra: dict[str, float] | None = None) -> None:
     eer, frr1, frr01, targets, non_targets = values
-    trials = {"target_trials": int(targets), "non_target_trials": int(non_targets)}
+    trials = {"target_trials": int(targets), "non_target_trials": int(non_targets),
+              **(extra or {})}
     figure(f"{label}: EER", eer, "%", eer_target, target=f"<= {eer_target:g}%",
            meets_target=eer <= eer_target, **trials)
     figure(f"{label}: FRR at FAR 1%", frr1, "%", 0.0, **trials)
@@ -152,11 +175,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="singleid-voice-bench-") as tmp:
         out = Path(tmp)
         if options.only in (None, "voxforge16k"):
-            values, _ = rounds(voxforge, out / "vf16", options.enroll, None, "16 kHz")
-            report("VoxForge 16 kHz", values, 2.0)
+            values, _, extra = rounds(voxforge, out / "vf16", options.enroll, None, "16 kHz")
+            report("VoxForge 16 kHz", values, 2.0, extra)
         if options.only in (None, "voxforge8k"):
-            values, table = rounds(voxforge, out / "vf8", options.enroll, 8000, "8 kHz")
-            report("VoxForge as 8 kHz telephone audio", values, 5.0)
+            values, table, extra = rounds(voxforge, out / "vf8", options.enroll, 8000, "8 kHz")
+            report("VoxForge as 8 kHz telephone audio", values, 5.0, extra)
             fsdd = fsdd_recordings(options.data / "fsdd", out / "fsdd-concat",
                                    options.fsdd_recordings)
             run([sys.executable, "-m", "singleid", "voiceprint", "evaluate", str(fsdd),
