@@ -33,26 +33,18 @@ REPLAY_BIT_ERROR_RATE = 0.25
 Fingerprint = npt.NDArray[np.uint16]
 
 
-def _band_matrix() -> npt.NDArray[np.float64]:
-    """Sums FFT bins into the BANDS bands (one matrix product instead of a loop)."""
-    freqs = np.fft.rfftfreq(FRAME, 1.0 / MODEL_RATE)
-    edges = np.geomspace(LOW_HZ, HIGH_HZ, BANDS + 1)
-    return np.stack([((freqs >= lo) & (freqs < hi)).astype(np.float64)
-                     for lo, hi in itertools.pairwise(edges)], axis=1)
-
-
-_BAND_MATRIX = _band_matrix()
-_WINDOW = np.hanning(FRAME)
-
-
 def fingerprint(samples: Samples) -> Fingerprint:
     if len(samples) < FRAME + 2 * HOP:
         return np.zeros(0, dtype=np.uint16)
     n = min(1 + (len(samples) - FRAME) // HOP, MAX_FRAMES + 1)
     index = np.arange(FRAME)[None, :] + HOP * np.arange(n)[:, None]
-    frames = samples[index].astype(np.float64) * _WINDOW  # numpy's float32 FFT is far slower
+    frames = samples[index] * np.hanning(FRAME).astype(np.float32)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    energy = np.log(power @ _BAND_MATRIX + 1e-10)
+    freqs = np.fft.rfftfreq(FRAME, 1.0 / MODEL_RATE)
+    edges = np.geomspace(LOW_HZ, HIGH_HZ, BANDS + 1)
+    bands = np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+                      for lo, hi in itertools.pairwise(edges)], axis=1)
+    energy = np.log(bands + 1e-10)
     diff = energy[:, :-1] - energy[:, 1:]           # across frequency: 16 values
     bits = (diff[1:] - diff[:-1]) > 0               # across time
     weights = (1 << np.arange(BANDS - 1)).astype(np.uint32)
