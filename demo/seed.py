@@ -23,7 +23,7 @@ from singleid.idp.oidc.service.passwords import LegacyFormat, make_legacy_hash
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import IdentifierInput, Lookup
 from singleid.profile.catalogue import Catalogue
-from singleid.profile.service import ProfileService
+from singleid.profile.service import ConsentService, ProfileService
 from singleid.server.context import AppContext
 
 PRODUCTS = {"cards": "Cards", "loans": "Loans", "loyalty": "Loyalty programme",
@@ -188,7 +188,9 @@ class Seeder:
         with contextlib.suppress(NotFound):
             service.get(customer_id)
             return f"Anna's voiceprint exists ({VOICE_SPEAKER})"
-        service.grant_consent(customer_id, idempotency_key=f"{KEY_PREFIX}-anna-biometrics")
+        ConsentService(self._context.db).set(
+            customer_id, "biometrics", True, text_version="bio-2026", channel="demo",
+            idempotency_key=f"{KEY_PREFIX}-anna-biometrics")
         flac = audio.AudioFormat(audio.Encoding.FLAC)
         service.enroll(customer_id, "demo-enrollment",
                        [AudioInput(p.read_bytes(), flac)
