@@ -55,11 +55,12 @@ def what_to_try(settings: Settings, seeded: seed.Seeded, cabinet_url: str) -> st
         f"  open {cabinet_url}/ and sign in as {seed.ANNA_PHONE} / {seed.ANNA_PASSWORD!r}",
         f"  sign in as {seed.BORIS_EMAIL} / {seed.BORIS_LEGACY_PASSWORD!r}"
         " (his old cards password: singleid asks to make it the ecosystem login)",
-        f"  grpcurl -plaintext -d '{{\"identifier\": {{\"kind\": \"IDENTIFIER_KIND_PHONE\","
-        f" \"value\": \"{seed.ANNA_PHONE}\"}}}}' {settings.grpc_addr}"
-        " singleid.v1.CustomerService/ResolveCustomer",
-        f"  grpcurl -plaintext -d '{{\"customer_id\": \"{anna}\"}}' {settings.grpc_addr}"
-        " singleid.v1.ProfileService/GetProfile",
+        "  TOKEN=...                                        # `singleid serve` prints how",
+        f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"identifier\":"
+        f" {{\"kind\": \"IDENTIFIER_KIND_PHONE\", \"value\": \"{seed.ANNA_PHONE}\"}}}}'"
+        f" {settings.grpc_addr} singleid.v1.CustomerService/ResolveCustomer",
+        f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"customer_id\":"
+        f" \"{anna}\"}}' {settings.grpc_addr} singleid.v1.ProfileService/GetProfile",
         f"  open http://{settings.http_addr}/review          # the merge review queue",
         f"  OIDC client {seed.CABINET_CLIENT_ID}: {secret}",
     ])

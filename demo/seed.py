@@ -98,9 +98,14 @@ class Seeder:
         self.seeded.client_file = path
         redirect_uri = self._cabinet_url + CABINET_CALLBACK_PATH
         try:
+            # Sign-in for customers; client credentials and profile.read to show the profile
+            # over gRPC, as the loyalty product, personal attributes included (the names).
             created = ClientService(self._context.db).add(
-                CABINET_CLIENT_ID, [redirect_uri], scopes=("openid", "profile", "phone"),
-                post_logout_redirect_uris=[self._cabinet_url + "/"])
+                CABINET_CLIENT_ID, [redirect_uri],
+                grant_types=("authorization_code", "refresh_token", "client_credentials"),
+                scopes=("openid", "profile", "phone", "profile.read"),
+                post_logout_redirect_uris=[self._cabinet_url + "/"], product="loyalty",
+                source="loyalty", sensitivity="personal")
         except AlreadyExists:
             self.seeded.client_secret_known = path.exists()
             return

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from singleid.clients.auth import ClientCredentials
 from singleid.clients.profile import ProfileClient, attribute_values
 
 CALLBACK_PATH = "/auth/callback"
@@ -38,8 +39,10 @@ class CabinetConfig:
 
 
 def profile_client(config: CabinetConfig) -> ProfileClient:
-    """The one place the cabinet opens a gRPC client (credentials will be added here)."""
-    return ProfileClient(config.grpc_target)
+    """The one place the cabinet opens a gRPC client: as itself, with client credentials
+    (its client needs client_credentials and profile.read, as ``singleid demo`` makes it)."""
+    return ProfileClient(config.grpc_target, auth=ClientCredentials(
+        config.client_id, config.client_secret, issuer=config.issuer))
 
 
 def create_app(config: CabinetConfig) -> Starlette:

@@ -65,6 +65,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict
     server = ServerProcess(data_dir=root / "data", database_url=env["SINGLEID_DATABASE_URL"],
                            env=settings).start()
     env["SINGLEID_GRPC_ADDR"] = server.grpc_addr
+    env["SINGLEID_CLIENT_ID"], env["SINGLEID_CLIENT_SECRET"] = server.credentials
     work = root / "work"
     work.mkdir()
     yield env, work

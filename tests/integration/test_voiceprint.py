@@ -82,7 +82,7 @@ class Voice:
         return VoiceprintClient(self.server.grpc_addr, auth=self.server.token)
 
     def profile(self) -> ProfileClient:
-        return ProfileClient(self.server.grpc_addr)
+        return ProfileClient(self.server.grpc_addr, auth=self.server.token)
 
     def consent(self, customer_id: str, granted: bool = True) -> None:
         """Biometric consent, given or withdrawn through the profile as a product would."""

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 
+from singleid.testing import ServerProcess
 from tests.conftest import require
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,14 +30,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
 START_SECONDS = 30.0
 
 
-def channel(target: str) -> grpc.Channel:
-    """The journey's one way to open a channel to singleid (tokens will be added here).
+def channel(server: ServerProcess) -> grpc.Channel:
+    """The journey's one way to open a channel to singleid, with the server's bootstrap token.
 
     Typed clients of ``singleid.clients`` borrow it (``Client(channel=...)``). Each
     channel has its own TCP connection, so that with several server processes
     (SO_REUSEPORT) two channels may well reach two different ones.
     """
-    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+    return server.channel(**{"grpc.use_local_subchannel_pool": 1})
 
 
 def free_port() -> int:

@@ -156,7 +156,7 @@ def _watch(journey: Journey, stop: threading.Event) -> None:
 
     On a connection of its own, as another domain's process would be.
     """
-    with closing(channel(journey.server.grpc_addr)) as own, ProfileClient(channel=own) as profiles:
+    with closing(channel(journey.server)) as own, ProfileClient(channel=own) as profiles:
         try:
             for event in profiles.watch_changes(from_now=True, timeout=WATCH_SECONDS):
                 data = json.loads(event.cloudevent_json)["data"]
@@ -225,7 +225,7 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
             server.start()
             cabinet = start_cabinet(root / "data" / seed.CABINET_CLIENT_FILE, server.grpc_addr,
                                     cabinet_port)
-            journey = Journey(server, cabinet, env, root, channel(server.grpc_addr))
+            journey = Journey(server, cabinet, env, root, channel(server))
             threads = [threading.Thread(target=_watch, args=(journey, stop), daemon=True),
                        threading.Thread(target=_subscribe_nats, daemon=True,
                                         args=(journey, stream, prefix, nats_ready, stop))]
