@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from singleid import caller as callers
 from singleid import callproof
 from singleid.errors import InvalidArgument
 from singleid.server.context import AppContext
@@ -86,6 +87,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
                      context: Context) -> voiceprint_pb2.Voiceprint:
         async def work() -> voiceprint_pb2.Voiceprint:
             config, utterances = await _read_enroll_stream(request_iterator)
+            callers.note(config.customer_id)
             view = await self._run(self._service.enroll, config.customer_id, config.call_id,
                                    utterances, config.idempotency_key)
             return _voiceprint(view)
@@ -94,6 +96,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
 
     async def EnrollAudio(self, request: voiceprint_pb2.EnrollAudioRequest,
                           context: Context) -> voiceprint_pb2.Voiceprint:
+        callers.note(request.customer_id)
         utterances = [_audio(u, f"utterances[{i}]") for i, u in enumerate(request.utterances)]
         _check_total([u.content for u in utterances], "utterances")
         view = await self._within_deadline(self._run(
@@ -121,6 +124,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
     def _verify_response(self, result: VerifyResult, customer_id: str,
                          call_id: str) -> voiceprint_pb2.VerifyResponse:
         """The answer; an acceptance in a named call carries the verified-call proof."""
+        callers.note(customer_id)
         response = _verify_response(result)
         if response.decision == voiceprint_pb2.VerifyResponse.DECISION_ACCEPT and call_id:
             response.verified_call_proof = callproof.issue(self._keyring, customer_id, call_id)
@@ -132,6 +136,7 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
 
     async def DeleteVoiceprint(self, request: voiceprint_pb2.DeleteVoiceprintRequest,
                                context: Context) -> empty_pb2.Empty:
+        callers.note(request.customer_id)
         await self._run(self._service.delete, request.customer_id, request.idempotency_key)
         return empty_pb2.Empty()
 

@@ -22,8 +22,15 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from singleid import audit
 from singleid.plugins import load_plugins
-from singleid.server.auth import Authenticator, CallerGuard, RateLimiter, load_authenticator
+from singleid.server.auth import (
+    Authenticator,
+    CallAudit,
+    CallerGuard,
+    RateLimiter,
+    load_authenticator,
+)
 from singleid.server.context import AppContext, ServicePlugin, WorkerPlugin
 from singleid.server.http import build_app
 from singleid.server.interceptors import ErrorMappingInterceptor
@@ -60,7 +67,8 @@ async def build_grpc_server(context: AppContext, authenticator: Authenticator | 
     settings = context.settings
     guard = None if authenticator is None else CallerGuard(
         authenticator, RateLimiter(settings.rate_limit_per_client, settings.rate_limit_burst),
-        client_certificates=settings.tls and settings.tls_client_ca is not None)
+        client_certificates=settings.tls and settings.tls_client_ca is not None,
+        call_audit=CallAudit(audit.GroupAppender(context.db, context.executor), authenticator))
     server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(guard)], options=GRPC_OPTIONS)
     names: list[str] = []
     plugin: ServicePlugin

@@ -1,26 +1,36 @@
-"""The caller check in front of every ``singleid.v1`` method: token, scope, rate limit.
+"""The caller check in front of every ``singleid.v1`` method: token, scope, rate limit, audit.
 
 Core knows no token format and no scope table: a domain provides them through
 the ``singleid.authenticators`` entry point (:class:`AuthenticatorPlugin`). The
 guard asks it who is calling and which scope the method needs, then checks the
-per-client rate limit. Health and reflection never reach the guard.
+per-client rate limit; when the call ends, :class:`CallAudit` records it if it
+changed something or showed personal data. Health and reflection never reach
+the guard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 import time
 from typing import Any, Protocol
 
 import grpc
 
+from singleid import audit
 from singleid.caller import Caller
 from singleid.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from singleid.plugins import load_plugins
 from singleid.server.context import AppContext
 
+log = logging.getLogger(__name__)
+
 BEARER = "bearer "
+# What the audit trail accepts as a customer ID and as attribute names (core/audit.py).
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_.]{0,99}")
 
 
 class Authenticator(Protocol):
@@ -35,6 +45,9 @@ class Authenticator(Protocol):
 
     def required_scope(self, method: str) -> str | None:
         """The scope ``/package.Service/Method`` needs; None: the method is unknown."""
+
+    def mutates(self, method: str) -> bool:
+        """Whether the method changes something (its call is always audited)."""
 
 
 class AuthenticatorPlugin(Protocol):
@@ -77,16 +90,58 @@ class RateLimiter:
             self._buckets[client_id] = (tokens - 1.0, now)
 
 
+class CallAudit:
+    """One audit record per mutation, and per read that showed personal or special data.
+
+    The api layers note the customer and attribute names a call touched
+    (``singleid.caller.note``). Refused calls of an authenticated caller are
+    recorded with their status; a call without a valid token has no actor and is
+    only counted in the metrics. Concurrent records share one transaction
+    (``audit.GroupAppender``); a record that cannot be written is logged, and the
+    call's own outcome stands.
+    """
+
+    def __init__(self, appender: audit.GroupAppender, authenticator: Authenticator) -> None:
+        self._appender = appender
+        self._authenticator = authenticator
+
+    async def record(self, method: str, caller: Caller, outcome: str) -> None:
+        names = caller.touched.get("attributes", ())
+        attributes = tuple(name for name in names if isinstance(name, str)
+                           and _ATTRIBUTE.fullmatch(name)) if isinstance(names, tuple) else ()
+        if not (attributes or self._authenticator.mutates(method)):
+            return
+        customer_id = caller.touched.get("customer_id")
+        entry = audit.AuditEntry(
+            actor=f"client:{caller.client_id}", action=method, outcome=outcome,
+            peer=caller.peer or "unknown",
+            customer_id=customer_id if isinstance(customer_id, str)
+            and _CUSTOMER_ID.fullmatch(customer_id) else None,
+            attributes=attributes)
+        try:
+            await self._appender.append(entry)
+        except Exception:
+            log.exception("could not append the audit record of %s", method,
+                          extra={"method": method})
+
+
 class CallerGuard:
-    """Admits a call or raises the error that refuses it."""
+    """Admits a call or raises the error that refuses it; has it audited when it ends."""
 
     def __init__(self, authenticator: Authenticator, limiter: RateLimiter,
-                 client_certificates: bool = False) -> None:
+                 client_certificates: bool = False, call_audit: CallAudit | None = None) -> None:
         self.authenticator = authenticator
         self._limiter = limiter
         self._client_certificates = client_certificates  # mTLS: read the peer's certificate
+        self._audit = call_audit
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    async def finished(self, method: str, caller: Caller, outcome: str) -> None:
+        """The call of an admitted ``caller`` ended with ``outcome`` (a status code name)."""
+        if self._audit is not None:
+            await self._audit.record(method, caller, outcome)
+
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """The caller behind the call's bearer token, or Unauthenticated naming why."""
         token = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
@@ -99,8 +154,11 @@ class CallerGuard:
             raise Unauthenticated("the authorization header is not 'Bearer <token>'",
                                   reason="TOKEN_MALFORMED", field="authorization")
         certificate = _certificate_subject(context) if self._client_certificates else None
-        caller = await self.authenticator.authenticate(
+        return await self.authenticator.authenticate(
             token[len(BEARER):].strip(), context.peer(), certificate)
+
+    def authorize(self, method: str, caller: Caller) -> None:
+        """PERMISSION_DENIED without the method's scope; RESOURCE_EXHAUSTED over the limit."""
         scope = self.authenticator.required_scope(method)
         if scope is None:
             raise PermissionDenied(f"{method} has no scope: nobody may call it",
@@ -110,7 +168,6 @@ class CallerGuard:
                                    reason="SCOPE_MISSING", field="scope",
                                    metadata={"scope": scope})
         self._limiter.take(caller.client_id)
-        return caller
 
 
 def _certificate_subject(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from singleid import caller as callers
 from singleid import rpc_status
+from singleid.caller import Caller
 from singleid.errors import SingleIdError, Unavailable
 from singleid.server import metrics
 from singleid.server.auth import CallerGuard
@@ -68,18 +69,20 @@ _OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 def _wrap_unary(method: str, behavior: Behavior, guard: CallerGuard | None) -> Behavior:
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
-        bound = None
+        caller = bound = None
         try:
             if guard is not None:
-                bound = callers.bind(await guard.admit(method, context))
+                caller = await guard.authenticate(context)
+                bound = callers.bind(caller)
+                guard.authorize(method, caller)
             response = await behavior(request, context)
         except BaseException as exc:
-            await _fail(exc, method, context, started)
+            await _fail(exc, method, context, started, guard, caller)
             raise
         finally:
             if bound is not None:
                 callers.unbind(bound)
-        metrics.observe(method, "OK", time.perf_counter() - started)
+        await _succeed(method, started, guard, caller)
         return response
 
     return call
@@ -89,28 +92,40 @@ def _wrap_stream(method: str, behavior: Behavior, guard: CallerGuard | None) -> 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]
                    ) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        bound = None
+        caller = bound = None
         try:
             if guard is not None:
-                bound = callers.bind(await guard.admit(method, context))
+                caller = await guard.authenticate(context)
+                bound = callers.bind(caller)
+                guard.authorize(method, caller)
             async for response in behavior(request, context):
                 yield response
         except BaseException as exc:
-            await _fail(exc, method, context, started)
+            await _fail(exc, method, context, started, guard, caller)
             raise
         finally:
             if bound is not None:
                 callers.unbind(bound)
-        metrics.observe(method, "OK", time.perf_counter() - started)
+        await _succeed(method, started, guard, caller)
 
     return call
 
 
+async def _succeed(method: str, started: float, guard: CallerGuard | None,
+                   caller: Caller | None) -> None:
+    metrics.observe(method, "OK", time.perf_counter() - started)
+    if guard is not None and caller is not None:
+        await guard.finished(method, caller, "OK")
+
+
 async def _fail(exc: BaseException, method: str, context: grpc.aio.ServicerContext[Any, Any],
-                started: float) -> None:
-    """Count the failed call, then abort it with its status (which raises), if it has one."""
+                started: float, guard: CallerGuard | None, caller: Caller | None) -> None:
+    """Count (and audit) the failed call, then abort it with its status (which raises), if it
+    has one."""
     code, status = _classify(exc, method, context)
     metrics.observe(method, code, time.perf_counter() - started)
+    if guard is not None and caller is not None and code != "CANCELLED":
+        await guard.finished(method, caller, code)
     if status is not None:
         await context.abort_with_status(grpc_rpc_status.to_status(status))
 

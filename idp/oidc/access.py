@@ -104,6 +104,12 @@ class TokenAuthenticator:
             self._scopes[method] = required_scope(method)
         return self._scopes[method]
 
+    def mutates(self, method: str) -> bool:
+        """Reads need a ``*.read`` scope; every other method changes something (a voice
+        verification counts an attempt, and reads biometric data)."""
+        scope = self.required_scope(method)
+        return scope is not None and not scope.endswith(".read")
+
     async def _reload(self, not_before: float | None = None) -> access.Snapshot:
         """Load a new snapshot; with ``not_before``, only if the current one is older, and at
         most every few milliseconds (so forged tokens cannot hammer the database)."""

@@ -20,7 +20,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from singleid import callproof
+from singleid import audit, callproof
 from singleid.clients import CustomersClient
 from singleid.db import Database
 from singleid.errors import NotFound, PermissionDenied, SingleIdError, Unauthenticated
@@ -293,3 +293,37 @@ def test_a_revoked_token_is_refused_within_the_bound(backend: Backend, callers: 
                 refusal = exc
             break
     assert refusal.reason == "TOKEN_REVOKED"
+
+
+def _audit_records(backend: Backend, client_id: str) -> list[dict[str, Any]]:
+    load_models()
+    db = Database(backend.database_url)
+    try:
+        return [r for r in audit.export(db) if r["actor"] == f"client:{client_id}"]
+    finally:
+        db.dispose()
+
+
+def test_mutations_refusals_and_personal_reads_are_audited_without_values(
+        backend: Backend, callers: Callers, client: CustomersClient, fresh: Fresh) -> None:
+    service = callers.create(fresh.account("audited"), ["customers.write", "profile.read",
+                                                        "profile.write"],
+                             product="cards", source="customer", sensitivity="personal")
+    token = callers.token(*service)
+    with callers.customers(token) as customers:
+        customer_id = customers.register_customer("cards", fresh.account()).customer_id
+        _refused(lambda: customers.register_customer("loans", fresh.account()),
+                 PermissionDenied)
+    with callers.profile(token) as profile:
+        profile.update_profile(customer_id, "customer", {"preferred_name": "Аня"})
+        profile.get_profile(customer_id)
+    records = _audit_records(backend, service[0])
+    seen = [(r["action"].rpartition("/")[2], r["outcome"], r["customer_id"],
+             r["attributes"]) for r in records]
+    assert seen == [
+        ("RegisterCustomer", "OK", customer_id, []),
+        ("RegisterCustomer", "PERMISSION_DENIED", None, []),
+        ("UpdateProfile", "OK", customer_id, ["preferred_name"]),
+        ("GetProfile", "OK", customer_id, ["preferred_name"])]
+    assert all(r["peer"].startswith("ipv") for r in records)
+    assert "Аня" not in json.dumps(records, ensure_ascii=False)
