@@ -98,10 +98,11 @@ def test_serve_prunes_on_its_own(tmp_path: Path) -> None:
     server = ServerProcess(data_dir=tmp_path / "data", database_url=url, env={
         "SINGLEID_OUTBOX_PRUNE_INTERVAL_SECONDS": "0.2"}).start()
     try:
+        # After 2 comes the first signing keys' event, made at start-up for access tokens.
         deadline = time.monotonic() + 20
-        while remaining(db) != [2] and time.monotonic() < deadline:
+        while remaining(db)[:1] != [2] and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert remaining(db) == [2]
+        assert remaining(db)[:1] == [2]
     finally:
         server.stop()
         db.dispose()
