@@ -52,13 +52,13 @@ from sqlalchemy.orm import Session
 
 from singleid import events
 from singleid.db import Database, utcnow
-from singleid.idp import models as idp_models
 from singleid.idp.oidc import models
+from singleid.idp.oidc.service.claims import CLAIMS_SUPPORTED, ClaimSource
 from singleid.idp.oidc.service.clients import SCOPES, ClientService, OidcClient
 from singleid.idp.oidc.service.keys import ALGORITHMS, SigningKeys
 from singleid.idp.oidc.service.sessions import SessionService, SessionView
-from singleid.idp.service import records
-from singleid.keyring import Keyring, Sealed
+from singleid.keyring import Keyring
+from singleid.profile.service import ProfileService
 
 # Authlib logs whole token responses at DEBUG; tokens never go to our logs.
 logging.getLogger("authlib").setLevel(logging.INFO)
@@ -388,6 +388,7 @@ class Provider:
     clients: ClientService = field(init=False)
     keys: SigningKeys = field(init=False)
     sessions: SessionService = field(init=False)
+    claim_source: ClaimSource = field(init=False)
     server: _Server = field(init=False)
 
     PATHS: ClassVar[dict[str, str]] = {
@@ -400,6 +401,8 @@ class Provider:
         self.clients = ClientService(self.db)
         self.keys = SigningKeys(self.db, self.keyring)
         self.sessions = SessionService(self.db)
+        self.claim_source = ClaimSource(self.db, self.keyring,
+                                        ProfileService.configured(self.db, self.keyring))
         server = _Server(self)
         server.register_token_generator("default", BearerTokenGenerator(
             access_token_generator=lambda **_: secrets.token_urlsafe(32),
@@ -443,8 +446,7 @@ class Provider:
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
-                                 "acr", "amr", "at_hash", "sid", "name", "email",
-                                 "email_verified", "phone_number", "phone_number_verified"],
+                                 "acr", "amr", "at_hash", "sid", *CLAIMS_SUPPORTED],
             "prompt_values_supported": ["none", "login", "consent"],
             "ui_locales_supported": ["ru", "en"],
             "claims_parameter_supported": False,
@@ -788,27 +790,7 @@ class Provider:
         return claims if claims.get("iss") == self.issuer else None
 
     def claims(self, customer_id: str, scope: str) -> dict[str, Any]:
-        """The standard claims the scopes allow, from the customer record."""
-        scopes = set(scope.split())
-        result: dict[str, Any] = {"sub": customer_id}
-        if not scopes & {"profile", "email", "phone"}:
-            return result
-        with self.db.read() as session:
-            customer = records.customer(session, customer_id)
-            if "profile" in scopes:
-                name = records.display_name(self.keyring, customer)
-                if name:
-                    result["name"] = name
-            for row in session.scalars(select(idp_models.CustomerIdentifier).where(
-                    idp_models.CustomerIdentifier.customer_id == customer_id)
-                    .order_by(idp_models.CustomerIdentifier.id)):
-                value = self.keyring.open_text(Sealed(row.key_id, row.ciphertext),
-                                               idp_models.identifier_purpose(row.kind))
-                if row.kind == "email" and "email" in scopes and "email" not in result:
-                    result["email"], result["email_verified"] = value, row.verified
-                if row.kind == "phone" and "phone" in scopes and "phone_number" not in result:
-                    result["phone_number"], result["phone_number_verified"] = value, row.verified
-        return result
+        return self.claim_source.claims(customer_id, scope)
 
     def userinfo(self, access_token: str) -> dict[str, Any] | None:
         record = self.find_token(access_token)

@@ -1,0 +1,121 @@
+"""The standard claims (OpenID Connect Core §5.1) a token's scopes allow.
+
+The consolidated profile is the source, read through the profile domain's
+service; the customer record (the name given at registration, the login's
+email and phone) fills what the profile does not have yet. ``*_verified`` is
+true only when the address or number is one of the customer's verified login
+identifiers: a product writing an e-mail into the profile proves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from singleid.db import Database
+from singleid.errors import NotFound
+from singleid.idp import models as idp_models
+from singleid.idp.service import records
+from singleid.keyring import Keyring, Sealed
+from singleid.profile.service import ProfileService
+
+# The profile attributes each scope reads (the catalogue's names).
+SCOPE_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
+    "profile": ("preferred_name", "full_name", "birth_date", "language"),
+    "email": ("emails",),
+    "phone": ("phones",),
+    "address": ("postal_addresses",),
+}
+CLAIMS_SUPPORTED = ("name", "given_name", "family_name", "middle_name", "birthdate", "locale",
+                    "email", "email_verified", "phone_number", "phone_number_verified",
+                    "address")
+
+
+class ClaimSource:
+    def __init__(self, db: Database, keyring: Keyring, profiles: ProfileService) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._profiles = profiles
+
+    def claims(self, customer_id: str, scope: str) -> dict[str, Any]:
+        """``sub`` and the claims of the scopes in ``scope`` that have a value."""
+        scopes = set(scope.split()) & set(SCOPE_ATTRIBUTES)
+        result: dict[str, Any] = {"sub": customer_id}
+        if not scopes:
+            return result
+        wanted = [name for s in sorted(scopes) for name in SCOPE_ATTRIBUTES[s]]
+        try:
+            view = self._profiles.get(customer_id, wanted)
+            profile = {a.name: a.value for a in view.attributes}
+        except NotFound:  # a customer removed since the token was issued: sub only
+            return result
+        record = self._record(customer_id)
+        if "profile" in scopes:
+            result |= _profile_claims(profile, record.get("name", ""))
+        if "email" in scopes:
+            result |= _contact(profile.get("emails"), record, "email", str.lower)
+        if "phone" in scopes:
+            result |= _contact(profile.get("phones"), record, "phone_number", str)
+        if "address" in scopes and (addresses := profile.get("postal_addresses")):
+            result["address"] = _address(addresses[0])
+        return result
+
+    def _record(self, customer_id: str) -> dict[str, Any]:
+        """The customer record's name and login identifiers ({kind: [(value, verified)]})."""
+        found: dict[str, Any] = {"email": [], "phone_number": []}
+        kinds = {"email": "email", "phone": "phone_number"}
+        with self._db.read() as session:
+            customer = records.customer(session, customer_id)
+            found["name"] = records.display_name(self._keyring, customer)
+            for row in session.scalars(select(idp_models.CustomerIdentifier).where(
+                    idp_models.CustomerIdentifier.customer_id == customer_id,
+                    idp_models.CustomerIdentifier.kind.in_(kinds))
+                    .order_by(idp_models.CustomerIdentifier.id)):
+                value = self._keyring.open_text(Sealed(row.key_id, row.ciphertext),
+                                                idp_models.identifier_purpose(row.kind))
+                found[kinds[row.kind]].append((value, row.verified))
+        return found
+
+
+def _profile_claims(profile: Mapping[str, Any], record_name: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if name := profile.get("preferred_name") or record_name:
+        result["name"] = name
+    full_name = profile.get("full_name") or {}
+    for claim, part in (("given_name", "first"), ("family_name", "last"),
+                        ("middle_name", "patronymic")):
+        if full_name.get(part):
+            result[claim] = full_name[part]
+    if birth_date := profile.get("birth_date"):
+        result["birthdate"] = str(birth_date)
+    if language := profile.get("language"):
+        result["locale"] = language
+    return result
+
+
+def _contact(values: list[str] | None, record: Mapping[str, Any], claim: str,
+             fold: Callable[[str], str]) -> dict[str, Any]:
+    """The profile's first address or number, else the login's; verified as the login says."""
+    logins: list[tuple[str, bool]] = record[claim]
+    value = values[0] if values else (logins[0][0] if logins else None)
+    if value is None:
+        return {}
+    verified = any(verified and fold(login) == fold(value) for login, verified in logins)
+    return {claim: value, f"{claim}_verified": verified}
+
+
+def _address(address: Mapping[str, str]) -> dict[str, str]:
+    """The profile's address fields as the OIDC address claim (§5.1.1)."""
+    street = ", ".join(address[k] for k in ("street", "house", "apartment") if address.get(k))
+    result = {"country": address["country"]}
+    for claim, value in (("street_address", street), ("locality", address.get("city", "")),
+                         ("region", address.get("region", "")),
+                         ("postal_code", address.get("postal_code", ""))):
+        if value:
+            result[claim] = value
+    result["formatted"] = address.get("line") or ", ".join(
+        part for part in (street, address.get("city"), address.get("region"),
+                          address.get("postal_code"), address["country"]) if part)
+    return result
