@@ -47,7 +47,8 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from singleid import events
@@ -67,6 +68,8 @@ CODE_TTL = timedelta(seconds=60)
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_TTL = timedelta(days=30)
 ID_TOKEN_SECONDS = 3600
+ASSERTION_PRUNE_SECONDS = 60
+LAST_EPOCH_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 EVENT_SOURCE = "/singleid/idp/oidc"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -317,7 +320,12 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         return KeySet.import_key_set(jwks)
 
     def validate_jti(self, claims: Mapping[str, Any], jti: str) -> bool:
-        return self.provider.remember_jti(str(claims.get("sub", "")), jti)
+        # Authlib has checked the signature, and that exp is present and not past (with
+        # its leeway, so the row outlives that too); a far-future exp is kept as the
+        # last second a datetime can hold.
+        until = min(int(claims["exp"]) + self.leeway, LAST_EPOCH_SECOND)
+        return self.provider.remember_jti(str(claims.get("sub", "")), str(jti),
+                                          utc_from_epoch(until))
 
 
 class _Revocation(RevocationEndpoint):  # type: ignore[misc]
@@ -416,7 +424,7 @@ class Provider:
         server.register_endpoint(_Revocation)
         server.register_endpoint(_Introspection)
         self.server = server
-        self._jtis: dict[str, float] = {}
+        self._next_prune = 0.0
 
     def endpoint(self, name: str) -> str:
         return self.issuer + self.PATHS[name]
@@ -746,15 +754,26 @@ class Provider:
                         data={"grant_id": grant_id, "client_id": grant.client_id,
                               "reason": reason})
 
-    def remember_jti(self, client_id: str, jti: str) -> bool:
-        """False if this client assertion ID was seen (in this process) within its lifetime."""
-        now = time.monotonic()
-        key = f"{client_id}\x00{jti}"
-        if len(self._jtis) > 10_000:
-            self._jtis = {k: t for k, t in self._jtis.items() if now - t < 600}
-        if key in self._jtis:
+    def remember_jti(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """False if this client's assertion ID was used before (by any process).
+
+        The insert is the check: the table's key makes a second use fail, even when
+        two processes race. Expired assertions are refused by their ``exp`` anyway,
+        so their rows are pruned, by the first insert after each prune interval.
+        """
+        now = utcnow()
+        prune = time.monotonic() >= self._next_prune
+        try:
+            with self.db.write() as session:
+                if prune:
+                    session.execute(delete(models.ClientAssertion)
+                                    .where(models.ClientAssertion.expires_at < now))
+                session.execute(insert(models.ClientAssertion).values(
+                    client_id=client_id, jti_digest=digest(jti), expires_at=expires_at))
+        except IntegrityError:
             return False
-        self._jtis[key] = now
+        if prune:
+            self._next_prune = time.monotonic() + ASSERTION_PRUNE_SECONDS
         return True
 
     # -- ID tokens, userinfo --------------------------------------------------------
