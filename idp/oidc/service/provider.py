@@ -57,7 +57,7 @@ from singleid.idp.oidc import models
 from singleid.idp.oidc.service.claims import CLAIMS_SUPPORTED, ClaimSource
 from singleid.idp.oidc.service.clients import SCOPES, ClientService, OidcClient
 from singleid.idp.oidc.service.keys import ALGORITHMS, SigningKeys
-from singleid.idp.oidc.service.sessions import SessionService, SessionView
+from singleid.idp.oidc.service.sessions import NewSession, SessionService, SessionView
 from singleid.keyring import Keyring
 from singleid.profile.service import ProfileService
 
@@ -193,6 +193,9 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         data = {key: values[0] for key, values in datalist.items()}
         self.payload = _Payload(data, datalist)
         self._form = data
+        # A sign-in's session, written with the code it issues (one transaction, one
+        # commit less per login); see Provider.save_code.
+        self.new_session: NewSession | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -596,7 +599,10 @@ class Provider:
         data = request.payload.data
         now = utcnow()
         grant_id = secrets.token_hex(16)
+        new_session: NewSession | None = request.new_session
         def apply(session: Session) -> None:
+            if new_session is not None and not new_session.stored:
+                session.add(new_session.row())
             session.add(models.Grant(id=grant_id, client_id=request.client.client_id,
                                      customer_id=user.customer_id, sid=user.sid,
                                      scope=request.scope or "", created_at=now))
@@ -616,6 +622,8 @@ class Provider:
         # A concurrent code for the same session and client may insert the same
         # session-client row first; the retry then finds it.
         self.db.run_write(apply)
+        if new_session is not None:
+            new_session.stored = True
 
     def find_code(self, code: str, client: OidcClient) -> CodeRecord | None:
         now = utcnow()
