@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 
 from singleid.db import Database
 from singleid.errors import NotFound
 from singleid.idp import models as idp_models
-from singleid.idp.service import records
 from singleid.keyring import Keyring, Sealed
 from singleid.profile.service import ProfileService
 
@@ -31,6 +30,15 @@ SCOPE_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
 CLAIMS_SUPPORTED = ("name", "given_name", "family_name", "middle_name", "birthdate", "locale",
                     "email", "email_verified", "phone_number", "phone_number_verified",
                     "address")
+
+_KINDS = {"email": "email", "phone": "phone_number"}
+# The record's name and its e-mail and phone identifiers in one prebuilt statement:
+# it runs for every ID token and userinfo call.
+_C, _I = idp_models.Customer, idp_models.CustomerIdentifier
+_RECORD = (select(_C.display_name_ciphertext, _C.display_name_key_id, _I.kind, _I.ciphertext,
+                  _I.key_id, _I.verified)
+           .outerjoin(_I, and_(_I.customer_id == _C.id, _I.kind.in_(list(_KINDS))))
+           .where(_C.id == bindparam("id")).order_by(_I.id))
 
 
 class ClaimSource:
@@ -64,18 +72,19 @@ class ClaimSource:
 
     def _record(self, customer_id: str) -> dict[str, Any]:
         """The customer record's name and login identifiers ({kind: [(value, verified)]})."""
-        found: dict[str, Any] = {"email": [], "phone_number": []}
-        kinds = {"email": "email", "phone": "phone_number"}
-        with self._db.read() as session:
-            customer = records.customer(session, customer_id)
-            found["name"] = records.display_name(self._keyring, customer)
-            for row in session.scalars(select(idp_models.CustomerIdentifier).where(
-                    idp_models.CustomerIdentifier.customer_id == customer_id,
-                    idp_models.CustomerIdentifier.kind.in_(kinds))
-                    .order_by(idp_models.CustomerIdentifier.id)):
-                value = self._keyring.open_text(Sealed(row.key_id, row.ciphertext),
-                                                idp_models.identifier_purpose(row.kind))
-                found[kinds[row.kind]].append((value, row.verified))
+        found: dict[str, Any] = {"name": "", "email": [], "phone_number": []}
+        with self._db.read_connection() as connection:
+            rows = connection.execute(_RECORD, {"id": customer_id}).all()
+        open_text = self._keyring.open_text
+        if rows and rows[0].display_name_key_id is not None:
+            found["name"] = open_text(Sealed(rows[0].display_name_key_id,
+                                             rows[0].display_name_ciphertext),
+                                      idp_models.DISPLAY_NAME_PURPOSE)
+        for row in rows:
+            if row.kind is not None:
+                value = open_text(Sealed(row.key_id, row.ciphertext),
+                                  idp_models.identifier_purpose(row.kind))
+                found[_KINDS[row.kind]].append((value, row.verified))
         return found
 
 
