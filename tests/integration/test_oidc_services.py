@@ -13,6 +13,7 @@ from singleid.db import Database, utcnow
 from singleid.errors import FailedPrecondition, InvalidArgument, NotFound
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.oidc import models
+from singleid.idp.oidc.service.claims import ClaimSource
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.idp.oidc.service.logins import LoginService, Outcome
 from singleid.idp.oidc.service.passwords import LegacyFormat, make_legacy_hash
@@ -25,6 +26,8 @@ from singleid.idp.oidc.service.sessions import (
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import IdentifierInput
 from singleid.keyring import Keyring
+from singleid.profile.catalogue import parse
+from singleid.profile.service import ProfileService
 
 
 def test_sessions_end_after_the_idle_and_the_absolute_timeouts(db: Database) -> None:
@@ -123,3 +126,16 @@ def test_expired_assertion_ids_are_pruned(db: Database, keyring: Keyring) -> Non
     assert provider.remember_jti("app-1", "new", utcnow() + timedelta(minutes=1))
     assert _assertions(db) == 2  # "old" is gone, "fresh" and "new" stay
     assert not provider.remember_jti("app-1", "fresh", utcnow() + timedelta(minutes=1))
+
+
+def test_claims_follow_a_deployments_own_catalogue(db: Database, keyring: Keyring) -> None:
+    # A catalogue with a preferred name only: the other scopes fall back to the record.
+    catalogue = parse({"version": 1, "sources": {"trust": ["customer"]}, "attributes": {
+        "preferred_name": {"type": "string", "sensitivity": "personal",
+                           "owners": ["customer"]}}})
+    profiles = ProfileService(db, keyring, catalogue)
+    customer_id = LoginService(db, keyring).register("b@example.com", "long enough 123", "Bo")
+    profiles.update(customer_id, "customer", {"preferred_name": "Bobby"})
+    source = ClaimSource(db, keyring, profiles)
+    assert source.claims(customer_id, "openid profile email phone address") == {
+        "sub": customer_id, "name": "Bobby", "email": "b@example.com", "email_verified": False}

@@ -53,7 +53,9 @@ class ClaimSource:
         result: dict[str, Any] = {"sub": customer_id}
         if not scopes:
             return result
-        wanted = [name for s in sorted(scopes) for name in SCOPE_ATTRIBUTES[s]]
+        # A deployment's own catalogue may lack some of these attributes.
+        known = self._profiles.catalogue.attributes
+        wanted = [name for s in sorted(scopes) for name in SCOPE_ATTRIBUTES[s] if name in known]
         try:
             view = self._profiles.get(customer_id, wanted)
             profile = {a.name: a.value for a in view.attributes}
