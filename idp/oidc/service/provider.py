@@ -47,7 +47,7 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -207,6 +207,19 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
 
 
 Reply = tuple[int, Any, list[tuple[str, str]]]
+
+# Prebuilt Core statements for the sign-in path (one login: a consent check and a
+# code): ORM flushes and per-call statements cost more there than the queries.
+_INSERT_SESSION = insert(models.BrowserSession)
+_INSERT_GRANT = insert(models.Grant)
+_INSERT_CODE = insert(models.AuthorizationCode)
+_INSERT_SESSION_CLIENT = insert(models.SessionClient)
+_SESSION_CLIENT = select(models.SessionClient.sid).where(
+    models.SessionClient.sid == bindparam("sid"),
+    models.SessionClient.client_id == bindparam("client_id"))
+_CONSENTED = select(models.Consent.scopes).where(
+    models.Consent.customer_id == bindparam("customer_id"),
+    models.Consent.client_id == bindparam("client_id"))
 
 
 # -- Authlib's extension points ---------------------------------------------------
@@ -573,9 +586,10 @@ class Provider:
         return ErrorPage(error, description)
 
     def _has_consent(self, customer_id: str, client_id: str, scopes: tuple[str, ...]) -> bool:
-        with self.db.read() as session:
-            row = session.get(models.Consent, (customer_id, client_id))
-            return row is not None and set(scopes) <= set(row.scopes)
+        with self.db.read_connection() as connection:
+            granted = connection.execute(_CONSENTED, {"customer_id": customer_id,
+                                                      "client_id": client_id}).scalar()
+        return granted is not None and set(scopes) <= set(granted)
 
     def record_consent(self, customer_id: str, client_id: str, scopes: tuple[str, ...]) -> None:
         def apply(session: Session) -> None:
@@ -599,25 +613,29 @@ class Provider:
         data = request.payload.data
         now = utcnow()
         grant_id = secrets.token_hex(16)
+        client_id = request.client.client_id
         new_session: NewSession | None = request.new_session
+        grant = {"id": grant_id, "client_id": client_id, "customer_id": user.customer_id,
+                 "sid": user.sid, "scope": request.scope or "", "created_at": now,
+                 "revoked_at": None}
+        code_row = {
+            "digest": digest(code), "grant_id": grant_id, "client_id": client_id,
+            "customer_id": user.customer_id, "redirect_uri": request.payload.redirect_uri,
+            "scope": request.scope or "", "nonce": data.get("nonce"),
+            "code_challenge": data.get("code_challenge"),
+            "code_challenge_method": data.get("code_challenge_method"),
+            "auth_time": user.auth_time, "acr": user.acr, "amr": list(user.amr),
+            "sid": user.sid, "expires_at": now + CODE_TTL, "used_at": None}
+        link = {"sid": user.sid, "client_id": client_id}
+
         def apply(session: Session) -> None:
             if new_session is not None and not new_session.stored:
-                session.add(new_session.row())
-            session.add(models.Grant(id=grant_id, client_id=request.client.client_id,
-                                     customer_id=user.customer_id, sid=user.sid,
-                                     scope=request.scope or "", created_at=now))
-            session.flush()
-            session.add(models.AuthorizationCode(
-                digest=digest(code), grant_id=grant_id, client_id=request.client.client_id,
-                customer_id=user.customer_id, redirect_uri=request.payload.redirect_uri,
-                scope=request.scope or "", nonce=data.get("nonce"),
-                code_challenge=data.get("code_challenge"),
-                code_challenge_method=data.get("code_challenge_method"),
-                auth_time=user.auth_time, acr=user.acr, amr=list(user.amr), sid=user.sid,
-                expires_at=now + CODE_TTL))
-            if user.sid:  # the session now involves this client: tell it at logout
-                session.merge(models.SessionClient(sid=user.sid,
-                                                   client_id=request.client.client_id))
+                session.execute(_INSERT_SESSION, new_session.values())
+            session.execute(_INSERT_GRANT, grant)
+            session.execute(_INSERT_CODE, code_row)
+            # The session now involves this client: tell it at logout.
+            if user.sid and session.execute(_SESSION_CLIENT, link).first() is None:
+                session.execute(_INSERT_SESSION_CLIENT, link)
 
         # A concurrent code for the same session and client may insert the same
         # session-client row first; the retry then finds it.

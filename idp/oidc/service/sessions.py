@@ -11,8 +11,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from singleid.db import Database, utcnow
 from singleid.idp.oidc import models
@@ -40,12 +41,13 @@ class NewSession:
     view: SessionView
     stored: bool = False
 
-    def row(self) -> models.BrowserSession:
+    def values(self) -> dict[str, Any]:
+        """Its ``oidc_sessions`` row."""
         view = self.view
-        return models.BrowserSession(
-            digest=_digest(self.cookie), sid=view.sid, customer_id=view.customer_id,
-            auth_time=view.auth_time, acr=view.acr, amr=list(view.amr),
-            created_at=view.auth_time, last_seen_at=view.auth_time)
+        return {"digest": _digest(self.cookie), "sid": view.sid,
+                "customer_id": view.customer_id, "auth_time": view.auth_time, "acr": view.acr,
+                "amr": list(view.amr), "created_at": view.auth_time,
+                "last_seen_at": view.auth_time, "ended_at": None}
 
 
 def _digest(cookie: str) -> bytes:
@@ -71,7 +73,7 @@ class SessionService:
 
     def store(self, new: NewSession) -> None:
         with self._db.write() as session:
-            session.add(new.row())
+            session.execute(insert(models.BrowserSession), new.values())
         new.stored = True
 
     def get(self, cookie: str | None, now: datetime | None = None) -> SessionView | None:
