@@ -278,3 +278,18 @@ class StaffSession(Base):
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class ClientAssertion(Base):
+    """A private_key_jwt assertion already accepted, kept until it expires (replay check).
+
+    The primary key is the unique constraint: of two processes accepting the same
+    assertion at once, the second insert fails. The ``jti`` is the client's choice of
+    any length, so its SHA-256 digest is the key.
+    """
+
+    __tablename__ = "oidc_client_assertions"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    jti_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -255,12 +255,18 @@ class _Web:
 
     def _signed_in(self, browser: _Browser, oauth_request: FormRequest, query: str,
                    customer_id: str) -> Response:
-        """Start a session, then carry on with the authorization request (blocking)."""
-        cookie, session = self.provider.sessions.create(customer_id, acr=PASSWORD_ACR,
-                                                        amr=PASSWORD_AMR)
-        outcome = self.provider.authorize(oauth_request, session, fresh=True)
-        return self._respond(browser, outcome, query, session, fresh=True,
-                             session_cookie=cookie)
+        """Start a session, then carry on with the authorization request (blocking).
+
+        The session is written in the transaction that issues the code; when no code
+        is issued (consent comes first, or an error), on its own.
+        """
+        new = self.provider.sessions.start(customer_id, acr=PASSWORD_ACR, amr=PASSWORD_AMR)
+        oauth_request.new_session = new
+        outcome = self.provider.authorize(oauth_request, new.view, fresh=True)
+        if not new.stored:
+            self.provider.sessions.store(new)
+        return self._respond(browser, outcome, query, new.view, fresh=True,
+                             session_cookie=new.cookie)
 
     async def register(self, request: Request) -> Response:
         if request.method == "GET":

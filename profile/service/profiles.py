@@ -37,8 +37,10 @@ from singleid.profile.catalogue import (
     Catalogue,
     Sensitivity,
     ValueProblem,
+    load_cached,
     normalize,
 )
+from singleid.profile.config import get_profile_settings
 from singleid.profile.service import rows
 from singleid.profile.service.types import (
     EVENT_SOURCE,
@@ -106,6 +108,12 @@ class ProfileService:
         self._db = db
         self._keyring = keyring
         self.catalogue = catalogue
+
+    @classmethod
+    def configured(cls, db: Database, keyring: Keyring) -> ProfileService:
+        """The service on the deployment's catalogue (``SINGLEID_PROFILE_CATALOGUE``), for
+        other domains, which know neither the catalogue nor its settings."""
+        return cls(db, keyring, load_cached(get_profile_settings().profile_catalogue))
 
     # -- reads ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from singleid.errors import AlreadyExists, NotFound, Violations
 from singleid.idp.oidc import models
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-OIDC_SCOPES = ("openid", "profile", "email", "phone")
+OIDC_SCOPES = ("openid", "profile", "email", "phone", "address")
 # The gRPC API's scopes; which method needs which is the (singleid.v1.scope) option.
 API_SCOPES = ("customers.read", "customers.write", "customers.merge", "profile.read",
               "profile.write", "profile.erase", "voiceprint.enroll", "voiceprint.verify",

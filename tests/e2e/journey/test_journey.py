@@ -298,7 +298,7 @@ def _operator_signs_in(journey: Journey, page: Any, review: str) -> None:
     created = json.loads(journey.cli("staff", "add", "--login", "op-journey", "--role",
                                      "operator", stdin=password + "\n"))
     totp = pyotp.parse_uri(created["provisioning_uri"])
-    assert isinstance(totp, pyotp.TOTP)
+    assert isinstance(totp, pyotp.TOTP)  # a time-based code (and what mypy needs for now())
     page.goto(review)
     page.fill("#login", "op-journey")
     page.fill("#password", password)

@@ -1,7 +1,7 @@
 """oidc: client bindings (product, source, sensitivity), disabled clients, access-token IDs
 
-Revision ID: oidc_0003
-Revises: oidc_0002
+Revision ID: oidc_0004
+Revises: oidc_0003
 Create Date: 2026-11-23 13:45:00
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import singleid.db
 
-revision: str = 'oidc_0003'
-down_revision: str | None = 'oidc_0002'
+revision: str = 'oidc_0004'
+down_revision: str | None = 'oidc_0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
