@@ -21,5 +21,5 @@ def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oidc]:
 @pytest.fixture
 def channel(oidc: Oidc) -> Iterator[grpc.Channel]:
     """The one place the OIDC tests open a gRPC channel to the provider's server."""
-    with grpc.insecure_channel(oidc.server.grpc_addr) as opened:
+    with oidc.server.channel() as opened:
         yield opened
