@@ -103,6 +103,14 @@ def _female_surname(surname: str) -> str:
     return surname
 
 
+def _male_surname(surname: str) -> str:
+    if surname.endswith(("ова", "ева", "ина", "ына")):
+        return surname[:-1]
+    if surname.endswith("ская"):
+        return surname[:-2] + "ий"
+    return surname
+
+
 def _patronymic(father: str, female: bool) -> str:
     father = {"павел": "павл", "лев": "льв"}.get(father, father)
     if father.endswith("й"):
@@ -193,7 +201,8 @@ class Generator:
         if kind == "twins":  # same surname, birth date, patronymic, address, phone
             female = self.rng.random() < 0.5
             b = self._person(female=female, hard_negative=group, last=a.last if a.female == female
-                             else _female_surname(a.last), middle=_patronymic(
+                             else _female_surname(a.last) if female else _male_surname(a.last),
+                             middle=_patronymic(
                                  a.middle[:-4] or "иван", female),
                              born=a.born, phone=a.phone, city=a.city, street=a.street,
                              house=a.house, flat=a.flat)

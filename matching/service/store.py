@@ -42,12 +42,14 @@ def replace_block_keys(session: Session, keyring: Keyring, account_pk: int,
 
 
 def load_model(session: Session, keyring: Keyring) -> Model | None:
+    """The latest fitted model; None when there is none or it predates today's comparisons."""
     row = session.scalars(select(models.FittedModel).order_by(
         models.FittedModel.id.desc()).limit(1)).one_or_none()
     if row is None:
         return None
     text = keyring.open_text(Sealed(row.key_id, row.ciphertext), models.MODEL_PURPOSE)
-    return Model.from_dict(json.loads(text))
+    model = Model.from_dict(json.loads(text))
+    return model if model.fits_comparisons() else None
 
 
 def save_model(session: Session, keyring: Keyring, model: Model, now: object) -> None:
