@@ -70,6 +70,7 @@ COLUMNS = ["account_id", "product", "person_id", "hard_negative", "last_name", "
            "middle_name", "birth_date", "phone", "email", "passport", "address", "city",
            "created_at", "password_hash"]
 
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _DIMINUTIVES: dict[str, list[str]] = {}
 for _line in TABLE.strip().splitlines():
     _full, _, _rest = _line.partition(":")
@@ -270,7 +271,11 @@ class Generator:
                 "birth_date": born_text, "phone": phone, "email": email,
                 "passport": passport, "address": address, "city": city,
                 "created_at": f"20{rng.randint(10, 24)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
-                "password_hash": f"$2b$10${rng.getrandbits(128):032x}"}
+                "password_hash": self._bcrypt_like()}
+
+    def _bcrypt_like(self) -> str:
+        """A string in bcrypt's layout (salt and digest at random: nobody signs in with it)."""
+        return "$2b$10$" + "".join(self.rng.choice(_BCRYPT_ALPHABET) for _ in range(53))
 
     def _typo(self, word: str) -> str:
         if len(word) < 4:

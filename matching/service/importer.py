@@ -6,7 +6,10 @@ file of any size is never in memory whole. A row that cannot be read is
 rejected with its line number and reason and never stops the import. Importing
 the same rows again changes nothing: the idp registration is idempotent on
 (product, account ID), and an account whose normalised content is unchanged is
-skipped.
+skipped. A password hash becomes the idp's legacy login under the account's
+phone and email (``LoginService.add_legacy_logins``), in the same transaction
+as the account, so its owner can make it their ecosystem login on first
+sign-in; a hash in no known format rejects its row.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from singleid.errors import (
     SingleIdError,
 )
 from singleid.idp.normalize import IdentifierKind
+from singleid.idp.oidc.service.logins import LegacyLoginInput, LoginService
+from singleid.idp.oidc.service.passwords import MalformedHash, detect_legacy_format
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import AccountInput, IdentifierInput
 from singleid.keyring import Keyring, Sealed
@@ -212,6 +217,7 @@ class ImportService:
         self._db = db
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
+        self._logins = LoginService(db, keyring)
 
     def start(self, product: str, *, on_reject: Callable[[Reject], None] = lambda _r: None,
               create_product: bool = False) -> ImportRun:
@@ -242,6 +248,12 @@ class ImportService:
         except FieldError as exc:
             reject(Reject(line, exc.field, exc.reason, exc.description))
             return None
+        if row.password_hash.strip():
+            try:
+                detect_legacy_format(row.password_hash.strip())
+            except MalformedHash as exc:
+                reject(Reject(line, "password_hash", "MALFORMED_HASH", str(exc)))
+                return None
         account_id = row.account_id.strip()
         key = hashlib.blake2b(account_id.encode(), digest_size=12).digest()
         if key in seen:
@@ -324,6 +336,8 @@ class ImportService:
                 for key in set(store.block_indexes(self._keyring, Features.of(ready.person)))]
         if keys:
             session.execute(insert(models.BlockKey), keys)
+        self._logins.add_legacy_logins(session, [
+            login for _, ready, _ in changed for login in _legacy_logins(product, ready)])
 
     def _store_credential(self, session: Session, row: models.LegacyCredential | None,
                           product: str, ready: _Ready, customer_id: str, now: Any) -> None:
@@ -414,6 +428,16 @@ class ImportRun:
             "imported": self.summary.imported, "updated": self.summary.updated,
             "unchanged": self.summary.unchanged, "rejected": self.summary.rejected})
         return self.summary
+
+
+def _legacy_logins(product: str, ready: _Ready) -> list[LegacyLoginInput]:
+    """The account's password hash under its phone and its email: how its owner signs in."""
+    password_hash = ready.row.password_hash.strip()
+    if not password_hash:
+        return []
+    return [LegacyLoginInput(product, ready.account_id, kind, value, password_hash)
+            for kind, value in ((IdentifierKind.PHONE, ready.person.phone),
+                                (IdentifierKind.EMAIL, ready.person.email)) if value]
 
 
 def _identifiers(person: Person) -> tuple[IdentifierInput, ...]:
