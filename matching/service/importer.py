@@ -9,7 +9,10 @@ the same rows again changes nothing: the idp registration is idempotent on
 skipped. A password hash becomes the idp's legacy login under the account's
 phone and email (``LoginService.add_legacy_logins``), in the same transaction
 as the account, so its owner can make it their ecosystem login on first
-sign-in; a hash in no known format rejects its row.
+sign-in; a hash in no known format rejects its row. The account's names, birth
+date, phone, email and address go to the customer's profile with the product as
+their source (``ProfileService.write_owned``), so a merge's survivorship rules
+build the golden record from them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +50,7 @@ from singleid.matching import models
 from singleid.matching.normalize import FieldError
 from singleid.matching.record import CONTRACT_COLUMNS, Features, LegacyRow, Person, person_from_row
 from singleid.matching.service import store
+from singleid.profile.service.profiles import ProfileService
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -218,6 +223,7 @@ class ImportService:
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
         self._logins = LoginService(db, keyring)
+        self._profiles = ProfileService.configured(db, keyring)
 
     def start(self, product: str, *, on_reject: Callable[[Reject], None] = lambda _r: None,
               create_product: bool = False) -> ImportRun:
@@ -338,6 +344,9 @@ class ImportService:
             session.execute(insert(models.BlockKey), keys)
         self._logins.add_legacy_logins(session, [
             login for _, ready, _ in changed for login in _legacy_logins(product, ready)])
+        for _, ready, customer_id in changed:
+            self._profiles.write_owned(session, customer_id, product, _profile_values(ready),
+                                       source_time=_source_time(ready.row.created_at, now))
 
     def _store_credential(self, session: Session, row: models.LegacyCredential | None,
                           product: str, ready: _Ready, customer_id: str, now: Any) -> None:
@@ -428,6 +437,41 @@ class ImportRun:
             "imported": self.summary.imported, "updated": self.summary.updated,
             "unchanged": self.summary.unchanged, "rejected": self.summary.rejected})
         return self.summary
+
+
+def _profile_values(ready: _Ready) -> dict[str, Any]:
+    """The account as profile attributes; the profile keeps those the product owns.
+
+    Names as the product wrote them (the golden record shows them so); phone,
+    email and birth date normalised. Addresses are taken as Russian, like phones.
+    """
+    row, person = ready.row, ready.person
+    values: dict[str, Any] = {}
+    last, first, middle = (row.last_name.strip(), row.first_name.strip(),
+                           row.middle_name.strip())
+    if last and first:
+        values["full_name"] = {"last": last, "first": first} | (
+            {"patronymic": middle} if middle else {})
+    if person.birth_date:
+        values["birth_date"] = person.birth_date
+    if person.phone:
+        values["phones"] = [person.phone]
+    if person.email:
+        values["emails"] = [person.email]
+    if row.address.strip():
+        values["postal_addresses"] = [{"country": "RU", "line": row.address.strip()} | (
+            {"city": row.city.strip()} if row.city.strip() else {})]
+    return values
+
+
+def _source_time(created_at: str, now: datetime) -> datetime:
+    """When the product recorded the account (``created_at``), else the import's time."""
+    try:
+        when = datetime.fromisoformat(created_at.strip())
+    except ValueError:
+        return now
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return min(when, now)
 
 
 def _legacy_logins(product: str, ready: _Ready) -> list[LegacyLoginInput]:
