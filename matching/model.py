@@ -366,7 +366,7 @@ STRONG_IDENTIFIERS = ("phone", "email", "passport")
 CONTRADICTING = ("phone", "email", "passport", "address", "city")
 # Rules that contradict identity; they also keep clusters from chaining (see cluster).
 CONFLICT_RULES = frozenset({"PASSPORTS_DIFFER", "BIRTH_DATES_FAR", "FIRST_NAMES_DIFFER",
-                            "GENDERS_DIFFER", "IDENTIFIERS_DIFFER"})
+                            "PATRONYMICS_DIFFER", "GENDERS_DIFFER", "IDENTIFIERS_DIFFER"})
 
 
 def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
@@ -378,6 +378,8 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
     - FIRST_NAMES_DIFFER: first names that are not one name in any spelling or
       diminutive, nor one typo from one (twins and family members share
       everything else), unless the passports and birth dates agree;
+    - PATRONYMICS_DIFFER: likewise for patronymics (a mother and a daughter of
+      one name, at one phone);
     - GENDERS_DIFFER: the patronymics (or surname forms) say different genders;
     - IDENTIFIERS_DIFFER: no phone, email, passport or address agrees, and one
       of them (or the city) differs: namesakes share names and a birth date,
@@ -398,6 +400,8 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
         rules.append("BIRTH_DATES_FAR")
     if by["first_name"] == 4 and not (same_passport and by["birth_date"] in (0, 1, 2)):
         rules.append("FIRST_NAMES_DIFFER")
+    if by["middle_name"] == 2 and not (same_passport and by["birth_date"] in (0, 1, 2)):
+        rules.append("PATRONYMICS_DIFFER")
     if Gender.UNKNOWN not in (a.gender, b.gender) and a.gender != b.gender:
         rules.append("GENDERS_DIFFER")
     if not any(by[name] == 0 for name in (*STRONG_IDENTIFIERS, "address")):
@@ -589,23 +593,32 @@ class _Clusters:
 
 
 MAX_CLUSTER_SIZE = 25
+AMBIGUITY_MARGIN = 5.0
 
 
 def _ambiguous(merges: Sequence[PairDecision], conflict: Callable[[int, int], bool]
                ) -> set[int]:
-    """Records confidently like two records that conflict with each other.
+    """Records about as confidently like two records that conflict with each other.
 
     A sparse account (names and a birth date) of one of two namesakes matches
-    both; whichever edge came first would decide who it belongs to. It joins
-    neither automatically: its pairs go to review.
+    both equally; whichever edge came first would decide who it belongs to. It
+    joins neither automatically: its pairs go to review. When one partner is
+    far likelier (``AMBIGUITY_MARGIN`` bits) the strongest-first clustering
+    decides instead.
     """
-    neighbours: dict[int, list[int]] = {}
+    near: dict[int, list[tuple[float, int]]] = {}
     for d in merges:
-        neighbours.setdefault(d.i, []).append(d.j)
-        neighbours.setdefault(d.j, []).append(d.i)
-    return {record for record, near in neighbours.items()
-            if len(near) > 1 and any(conflict(x, y) for k, x in enumerate(near[:MAX_CLUSTER_SIZE])
-                                     for y in near[k + 1:MAX_CLUSTER_SIZE])}
+        near.setdefault(d.i, []).append((d.scored.match_weight, d.j))
+        near.setdefault(d.j, []).append((d.scored.match_weight, d.i))
+    out = set()
+    for record, edges in near.items():
+        if len(edges) < 2:
+            continue
+        best = max(w for w, _ in edges)
+        close = [x for w, x in edges if w >= best - AMBIGUITY_MARGIN][:MAX_CLUSTER_SIZE]
+        if any(conflict(x, y) for k, x in enumerate(close) for y in close[k + 1:]):
+            out.add(record)
+    return out
 
 
 def cluster(n: int, decisions: Sequence[PairDecision],

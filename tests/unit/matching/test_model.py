@@ -72,6 +72,7 @@ def test_married_surname_is_a_disagreement_that_other_fields_outweigh() -> None:
     ({"middle_name": "Сергеевич", "first_name": "Саша"}, "GENDERS_DIFFER"),
     ({"phone": "", "email": "", "passport": "", "address": "", "city": "Казань"},
      "IDENTIFIERS_DIFFER"),
+    ({"middle_name": "Игоревна", "passport": ""}, "PATRONYMICS_DIFFER"),
 ])
 def test_hard_rules_cap_a_pair_at_review(change: dict[str, str], rule: str) -> None:
     scored = model.Model.default().score(features(**ANNA), features(**{**ANNA, **change}))
@@ -180,6 +181,19 @@ def test_a_record_like_two_conflicting_records_joins_neither() -> None:
     clusters, demoted = model.cluster(5, decisions, conflict=lambda x, y: {x, y} == {0, 2})
     assert clusters == [[3, 4]]
     assert sorted((d.i, d.j) for d in demoted) == [(0, 1), (1, 2)]
+
+
+def test_a_far_likelier_partner_is_not_ambiguous() -> None:
+    m = model.Model.default()
+    strong = m.score(features(**ANNA), features(**ANNA))
+    weak = m.score(features(**{**ANNA, "email": "", "passport": ""}),
+                   features(**{**ANNA, "phone": "", "passport": "", "address": ""}))
+    assert strong.match_weight - weak.match_weight > model.AMBIGUITY_MARGIN
+    decisions = [PairDecision(0, 1, strong, "auto_merge"), PairDecision(1, 2, weak,
+                                                                        "auto_merge")]
+    clusters, demoted = model.cluster(3, decisions, conflict=lambda x, y: {x, y} == {0, 2})
+    assert clusters == [[0, 1]]
+    assert [(d.i, d.j) for d in demoted] == [(1, 2)]
 
 
 def test_em_learns_that_agreement_is_likelier_among_matches() -> None:
