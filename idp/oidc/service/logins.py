@@ -71,6 +71,9 @@ class SignIn:
     product: str = ""
 
 
+_NOT_LOOKED_UP: Any = object()  # _put_legacy looks the stored login up itself
+
+
 @dataclass(frozen=True)
 class LegacyLoginInput:
     """A product account's old password hash, to become a legacy login."""
@@ -287,11 +290,12 @@ class LoginService:
         self._customers.resolve(Lookup(product_account=(product, account_id)))
 
         def apply(session: Session) -> int:
-            row_id = self._put_legacy(session, *checked)
-            if row_id is None:
+            row = self._put_legacy(session, *checked)
+            if row is None:
                 raise FailedPrecondition("the owner already made this their ecosystem login",
                                          reason="LEGACY_LOGIN_LINKED", field="account_id")
-            return row_id
+            session.flush()
+            return row.id
 
         return self._db.run_write(apply)
 
@@ -304,7 +308,19 @@ class LoginService:
         were added or replaced.
         """
         checked = [self._check_legacy(item) for item in items]
-        return sum(self._put_legacy(session, *c) is not None for c in checked)
+        if not checked:
+            return 0
+        # One query and one flush for the lot: an import writes them by the thousand.
+        with session.no_autoflush:
+            existing = {(r.product_code, r.account_id, r.kind): r for r in session.scalars(
+                select(models.LegacyLogin).where(
+                    models.LegacyLogin.product_code.in_({i.product for i, _, _ in checked}),
+                    models.LegacyLogin.account_id.in_({i.account_id for i, _, _ in checked})))}
+            added = sum(self._put_legacy(session, item, fmt, index, existing.get(
+                (item.product, item.account_id, item.kind.value))) is not None
+                        for item, fmt, index in checked)
+        session.flush()
+        return added
 
     def _check_legacy(self, item: LegacyLoginInput
                       ) -> tuple[LegacyLoginInput, LegacyFormat, bytes]:
@@ -329,12 +345,16 @@ class LoginService:
 
     @staticmethod
     def _put_legacy(session: Session, item: LegacyLoginInput, fmt: LegacyFormat,
-                    index: bytes) -> int | None:
-        """Insert or replace; None when the owner already linked it (it stays as it is)."""
-        row = session.scalars(select(models.LegacyLogin).where(
-            models.LegacyLogin.product_code == item.product,
-            models.LegacyLogin.account_id == item.account_id,
-            models.LegacyLogin.kind == item.kind.value)).one_or_none()
+                    index: bytes, row: Any = _NOT_LOOKED_UP) -> models.LegacyLogin | None:
+        """Insert or replace; None when the owner already linked it (it stays as it is).
+
+        ``row``: the stored login or None, when a bulk query already looked.
+        """
+        if row is _NOT_LOOKED_UP:
+            row = session.scalars(select(models.LegacyLogin).where(
+                models.LegacyLogin.product_code == item.product,
+                models.LegacyLogin.account_id == item.account_id,
+                models.LegacyLogin.kind == item.kind.value)).one_or_none()
         if row is not None and row.consented_at is not None:
             return None
         if row is None:
@@ -343,12 +363,11 @@ class LoginService:
                                      created_at=utcnow())
             session.add(row)
         row.blind_index, row.hash_format, row.password_hash = index, fmt.value, item.password_hash
-        session.flush()
         events.emit(session, type="login.legacy_added.v1", source=EVENT_SOURCE,
                     subject=f"products/{item.product}/accounts/{item.account_id}",
                     data={"product": item.product, "account_id": item.account_id,
                           "kind": item.kind.value, "hash_format": fmt.value})
-        return row.id
+        return row  # type: ignore[no-any-return]
 
     def _pending_link(self, legacy_id: int, password: str) -> str:
         token = secrets.token_urlsafe(32)
