@@ -246,6 +246,9 @@ def blocking_keys(f: Features) -> list[str]:
                 keys.append(f"bl{i}:{born.isoformat()}:{f.last_phon}")
             if f.first_full:
                 keys.append(f"bf:{born.isoformat()}:{f.first_full}")
+            if i == 0 and f.first_skel and f.last_skel:  # first and last name swapped
+                keys.append(f"bx:{born.isoformat()}:" + ":".join(sorted((f.first_skel,
+                                                                        f.last_skel))))
     if f.last_skel and f.first_full:
         keys.append(f"nm:{f.last_phon}:{f.first_full}:{f.middle_skel[:1]}")
         if f.middle_skel:  # a side without a patronymic meets one with it
@@ -404,7 +407,8 @@ def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
         rules.append("PATRONYMICS_DIFFER")
     if Gender.UNKNOWN not in (a.gender, b.gender) and a.gender != b.gender:
         rules.append("GENDERS_DIFFER")
-    if not any(by[name] == 0 for name in (*STRONG_IDENTIFIERS, "address")):
+    shared = any(by[name] == 0 for name in (*STRONG_IDENTIFIERS, "address"))
+    if not shared and by["passport"] != 1:  # a passport one typo off still names one person
         if any(by[name] == len(BY_NAME[name].levels) - 1 for name in CONTRADICTING):
             rules.append("IDENTIFIERS_DIFFER")
         if by["birth_date"] not in (0, 1, 2) or not (by["city"] == 0 or by["address"] == 1):

@@ -122,6 +122,16 @@ def test_first_and_last_name_written_the_other_way_round() -> None:
     assert levels(a, b)["last_name"] == "translit"
 
 
+def test_a_passport_one_typo_off_is_shared_and_swapped_names_share_a_block() -> None:
+    bare = {k: ANNA[k] for k in ("last_name", "first_name", "birth_date", "city")}
+    a = features(**bare, passport="4509 123456", address="ул. Ленина, д. 5")
+    b = features(**bare, passport="4509 123465", address="ул. Мира, д. 40")
+    assert levels(a, b)["passport"] == "one_digit_typo"
+    assert model.Model.default().score(a, b).hard_rules == ()
+    swapped = features(last_name="Анна", first_name="Петрова", birth_date="05.03.1985")
+    assert set(model.blocking_keys(features(**bare))) & set(model.blocking_keys(swapped))
+
+
 def test_one_passport_overrides_a_mistyped_name_or_date_but_not_a_twin() -> None:
     m = model.Model.default()
     typo = m.score(features(**ANNA), features(**{**ANNA, "first_name": "Мария"}))
