@@ -218,3 +218,9 @@ def test_golden_record_from_the_products_accounts(store: Store, db: Database,
     assert golden["phones"].value == ["+79161234567"]
     assert (golden["emails"].source, golden["emails"].value) == ("loans", ["anna@mail.ru"])
     assert golden["postal_addresses"].source == "cards"
+    # Un-merge: the cards customer gets its own values back, and the survivor loses them.
+    matcher.unmerge(cards, operator="op-ivanova", reason="two people after all")
+    assert resolve(customers, "cards", "c-1") == cards != survivor
+    restored = {a.name: a for a in profiles.get(cards).attributes}
+    assert restored["full_name"].source == "cards"
+    assert "postal_addresses" not in {a.name for a in profiles.get(survivor).attributes}
