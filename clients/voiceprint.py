@@ -124,22 +124,6 @@ class VoiceprintClient(BaseClient):
             customer_id=customer_id, idempotency_key=idempotency_key or new_idempotency_key()),
             idempotent=True)
 
-    def grant_consent(self, customer_id: str, *, idempotency_key: str = ""
-                      ) -> voiceprint_pb2.BiometricConsent:
-        return self._call(self.stub.GrantBiometricConsent,
-                          voiceprint_pb2.GrantBiometricConsentRequest(
-                              customer_id=customer_id,
-                              idempotency_key=idempotency_key or new_idempotency_key()),
-                          idempotent=True)
-
-    def withdraw_consent(self, customer_id: str, *, idempotency_key: str = ""
-                         ) -> voiceprint_pb2.BiometricConsent:
-        return self._call(self.stub.WithdrawBiometricConsent,
-                          voiceprint_pb2.WithdrawBiometricConsentRequest(
-                              customer_id=customer_id,
-                              idempotency_key=idempotency_key or new_idempotency_key()),
-                          idempotent=True)
-
     def add_to_watchlist(self, label: str, content: bytes, encoding: Encoding,
                          sample_rate: int = 0, *, idempotency_key: str = ""
                          ) -> voiceprint_pb2.WatchlistEntry:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 
 import click
 from pydantic import ValidationError
 
+from singleid import audit as audit_trail
 from singleid import logs
 from singleid.db import Database
 from singleid.keyring import KeyringError, load_keyring, rotate_keyring
@@ -121,6 +124,55 @@ def _reencrypt(settings: Settings) -> None:
         f"  {table}: {n} re-encrypted", err=True))
     click.echo(f"re-encrypted {total} values with key {keyring.primary_key_id}")
     db.dispose()
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit trail: check it, export it."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole chain; name the first altered or missing record (exit 1 if any)."""
+    settings = _settings()
+    db = Database(settings.effective_database_url)
+    try:
+        db.migrate()
+        result = audit_trail.verify(db)
+    finally:
+        db.dispose()
+    if result.broken is not None:
+        broken = result.broken
+        click.echo(f"audit chain broken at record {broken.seq}: {broken.problem}, "
+                   f"{broken.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {result.records} records, head {result.head_seq} "
+               f"{result.head_hash}")
+
+
+@audit.command("export")
+@click.option("--since", default=None, metavar="ISO8601",
+              help="Only records at or after this time (UTC unless it names a zone).")
+def audit_export(since: str | None) -> None:
+    """Stream the records as JSON Lines on stdout, in chain order."""
+    start = _parse_since(since) if since else None
+    settings = _settings()
+    db = Database(settings.effective_database_url)
+    try:
+        db.migrate()
+        for record in audit_trail.export(db, start):
+            click.echo(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    finally:
+        db.dispose()
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("an ISO 8601 time, e.g. 2026-11-23T10:00:00Z",
+                                 param_hint="--since") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 for _add_commands in load_plugins("singleid.commands"):

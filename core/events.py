@@ -4,6 +4,9 @@ A mutation that others care about writes its event here in the same
 transaction as the change, so nothing is published that was not committed and
 nothing committed is lost; a relay publishes the rows. Event data carries IDs
 and names of what changed, never personal values.
+
+Rows are kept for a retention period and then pruned; the horizon (the highest
+sequence number pruned) lets readers tell "nothing there" from "gone".
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from singleid.db import Base, utcnow
+from singleid.db import Base, Database, utcnow
 
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "singleid."
@@ -55,6 +58,19 @@ class OutboxEvent(Base):
         return json.dumps(self.envelope(), separators=(",", ":")).encode()
 
 
+class OutboxHorizon(Base):
+    """One row: every outbox seq at or below ``pruned_through`` may have been deleted."""
+
+    __tablename__ = "outbox_horizon"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    pruned_through: Mapped[int] = mapped_column(BigInteger)
+
+
+HORIZON = "outbox"
+PRUNE_BATCH = 1000
+
+
 def emit(session: Session, *, type: str, source: str, subject: str,
          data: dict[str, Any]) -> OutboxEvent:
     """Record an event in the caller's transaction."""
@@ -62,3 +78,47 @@ def emit(session: Session, *, type: str, source: str, subject: str,
                         subject=subject, time=utcnow(), data=data)
     session.add(event)
     return event
+
+
+def pruned_through(session: Session) -> int:
+    """The horizon: the highest seq that pruning may have removed (0 when nothing was)."""
+    row = session.get(OutboxHorizon, HORIZON)
+    return row.pruned_through if row is not None else 0
+
+
+def prune(db: Database, older_than: datetime, *, published_only: bool,
+          batch: int = PRUNE_BATCH) -> int:
+    """Delete events from before ``older_than``, oldest first, a batch per transaction.
+
+    Only the oldest run of prunable rows goes: pruning stops at the first row that
+    must stay (say, one still unpublished), so the horizon never passes a kept
+    event. Returns how many rows were deleted.
+    """
+    deleted = 0
+    while True:
+        removed = db.run_write(lambda session: _prune_batch(session, older_than,
+                                                            published_only, batch))
+        deleted += removed
+        if removed < batch:
+            return deleted
+
+
+def _prune_batch(session: Session, older_than: datetime, published_only: bool,
+                 batch: int) -> int:
+    oldest = select(OutboxEvent.seq, OutboxEvent.time, OutboxEvent.published_at) \
+        .order_by(OutboxEvent.seq).limit(batch)
+    prunable: list[int] = []
+    for seq, time, published_at in session.execute(oldest):
+        if time >= older_than or (published_only and published_at is None):
+            break
+        prunable.append(seq)
+    if not prunable:
+        return 0
+    session.execute(delete(OutboxEvent).where(OutboxEvent.seq.in_(prunable)))
+    horizon = session.get(OutboxHorizon, HORIZON, with_for_update=True)
+    if horizon is None:
+        session.add(OutboxHorizon(name=HORIZON, pruned_through=prunable[-1]))
+    else:
+        horizon.pruned_through = max(horizon.pruned_through, prunable[-1])
+    return len(prunable)
+

@@ -24,4 +24,6 @@ def load_plugins(group: str) -> list[Any]:
 
 def load_models() -> None:
     """Import every domain's models, so ``Base.metadata`` holds the whole schema."""
+    from singleid import audit, events, idempotency  # noqa: F401, PLC0415 - core's own tables
+
     load_plugins("singleid.models")

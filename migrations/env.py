@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from singleid import events, idempotency  # noqa: F401 - their tables join the metadata
+from singleid import audit, events, idempotency  # noqa: F401 - their tables join the metadata
 from singleid.db import Base, Database
 from singleid.plugins import load_models
 from singleid.settings import get_settings

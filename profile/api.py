@@ -146,7 +146,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         elif request.from_now:
             cursor = Cursor.parse(await self._run(self._feed.head_token))
         else:
-            cursor = Cursor()
+            cursor = Cursor.parse(await self._run(self._feed.start_token))
         while not (changes.stopping is not None and changes.stopping.is_set()):
             batch = await self._run(self._feed.poll, cursor, filters, WATCH_BATCH)
             for event in batch:

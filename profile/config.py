@@ -33,6 +33,11 @@ class ProfileSettings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     relay_max_backoff_seconds: float = Field(default=10.0, gt=0, le=600)
     relay_lease_seconds: float = Field(default=5.0, gt=0.5, le=600)
+    outbox_retention_hours: float = Field(
+        default=168.0, gt=0,
+        description="Keep outbox events this long (WatchChanges can resume within it); "
+                    "with a broker, unpublished events are kept until published.")
+    outbox_prune_interval_seconds: float = Field(default=600.0, gt=0, le=86_400)
 
 
 @lru_cache(maxsize=1)

@@ -4,13 +4,19 @@
   one, and the database lease lets exactly one of them publish at a time.
 - ``watch_notifier``: ends this process's WatchChanges streams when it stops,
   so a shutdown does not wait for subscribers.
+- ``outbox_pruner``: deletes events past the retention period. Every process
+  runs one; deleting is idempotent, so no lease is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from datetime import timedelta
 
+from singleid.db import utcnow
+from singleid.events import prune
 from singleid.profile.config import get_profile_settings
 from singleid.profile.service.notify import changes
 from singleid.profile.service.relay import Relay, publisher_from
@@ -43,3 +49,27 @@ async def watch_notifier(context: AppContext, stop: asyncio.Event) -> None:
     changes.stopping = stop
     await stop.wait()
     changes.notify()
+
+
+async def outbox_pruner(context: AppContext, stop: asyncio.Event) -> None:
+    settings = get_profile_settings()
+    # Unpublished events wait for the relay; without a broker nothing is ever published.
+    published_only = settings.event_broker != "none"
+    while True:
+        # Spread the processes' runs over the interval instead of all at once.
+        pause = settings.outbox_prune_interval_seconds * random.uniform(0.5, 1.0)  # noqa: S311
+        try:
+            await asyncio.wait_for(stop.wait(), pause)
+            return
+        except TimeoutError:
+            pass
+        cutoff = utcnow() - timedelta(hours=settings.outbox_retention_hours)
+        try:
+            deleted = await context.run_blocking(prune, context.db, cutoff,
+                                                 published_only=published_only)
+        except Exception as exc:
+            log.warning("outbox pruning failed; trying again next interval",
+                        extra={"error": type(exc).__name__})
+            continue
+        if deleted:
+            log.info("outbox pruned", extra={"deleted": deleted})

@@ -27,7 +27,6 @@ from singleid.voiceprint.config import VoiceSettings
 from singleid.voiceprint.service import CalibrationError, VoiceEngine, VoiceprintService
 from singleid.voiceprint.service.types import (
     AudioInput,
-    ConsentView,
     Decision,
     VerifyResult,
     VoiceprintView,
@@ -125,17 +124,6 @@ class VoiceprintServicer(voiceprint_pb2_grpc.VoiceprintServiceServicer):
                                context: Context) -> empty_pb2.Empty:
         await self._run(self._service.delete, request.customer_id, request.idempotency_key)
         return empty_pb2.Empty()
-
-    async def GrantBiometricConsent(self, request: voiceprint_pb2.GrantBiometricConsentRequest,
-                                    context: Context) -> voiceprint_pb2.BiometricConsent:
-        return _consent(await self._run(self._service.grant_consent, request.customer_id,
-                                        request.idempotency_key))
-
-    async def WithdrawBiometricConsent(
-            self, request: voiceprint_pb2.WithdrawBiometricConsentRequest,
-            context: Context) -> voiceprint_pb2.BiometricConsent:
-        return _consent(await self._run(self._service.withdraw_consent, request.customer_id,
-                                        request.idempotency_key))
 
     async def CreateWatchlistEntry(self, request: voiceprint_pb2.CreateWatchlistEntryRequest,
                                    context: Context) -> voiceprint_pb2.WatchlistEntry:
@@ -273,11 +261,6 @@ def _verify_response(result: VerifyResult) -> voiceprint_pb2.VerifyResponse:
         watchlist_matches=[voiceprint_pb2.WatchlistMatch(name=f"{WATCHLIST_PREFIX}{m.entry_id}",
                                                          score=m.score)
                            for m in result.watchlist_matches])
-
-
-def _consent(view: ConsentView) -> voiceprint_pb2.BiometricConsent:
-    return voiceprint_pb2.BiometricConsent(customer_id=view.customer_id, granted=view.granted,
-                                           update_time=_timestamp(view.updated_at))
 
 
 def _watchlist_entry(view: WatchlistEntryView) -> voiceprint_pb2.WatchlistEntry:

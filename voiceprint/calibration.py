@@ -10,6 +10,12 @@ voiceprint. From target (same speaker) and non-target trials:
   ``llr = a * score + b``, fitted by logistic regression with the two classes
   weighted equally (a prior of 0.5), so ``probability = sigmoid(llr)``.
 
+With a cohort (``singleid voiceprint calibrate --cohort DIR``) the scores are
+AS-normalised first (:mod:`singleid.voiceprint.norm`); the table then carries
+the cohort, and its operating points and LLR map apply to normalised scores.
+``raw_operating_points`` stay on cosine scores for the 1:N watchlist search,
+which has no per-entry cohort statistics.
+
 The table is JSON, tied to one model (ID and version); the service refuses a
 table made for another model.
 """
@@ -26,7 +32,10 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
+from singleid.voiceprint.norm import Cohort
+
 Scores = npt.NDArray[np.float64]
+Samples32 = npt.NDArray[np.float32]
 FAR_TARGETS = {"far_10pct": 0.10, "far_1pct": 0.01, "far_0_1pct": 0.001}
 
 
@@ -49,6 +58,20 @@ class CalibrationTable:
     non_target_trials: int = 0
     source: str = ""
     notes: dict[str, str] = field(default_factory=dict)
+    cohort: Cohort | None = None
+    raw_operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+
+    def normalise(self, score: float, template: Samples32, embedding: Samples32) -> float:
+        """The score the decision is made on: AS-norm with a cohort, else the cosine."""
+        if self.cohort is None:
+            return score
+        return self.cohort.normalise(score, template, embedding)
+
+    def raw_point(self, name: str) -> OperatingPoint | None:
+        """An operating point on cosine scores (the watchlist's)."""
+        if self.cohort is None:
+            return self.operating_points.get(name)
+        return self.raw_operating_points.get(name)
 
     def llr(self, score: float) -> float:
         return self.a * score + self.b
@@ -58,17 +81,26 @@ class CalibrationTable:
         return 1.0 / (1.0 + math.exp(-value)) if value > -700 else 0.0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        doc = {k: v for k, v in asdict(self).items() if k != "cohort"}
+        if self.cohort is not None:
+            doc["cohort"] = self.cohort.to_doc()
+        return json.dumps(doc, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CalibrationTable:
         doc = json.loads(text)
-        points = {name: OperatingPoint(**value) for name, value in doc["operating_points"].items()}
+
+        def points(key: str) -> dict[str, OperatingPoint]:
+            return {name: OperatingPoint(**value) for name, value in doc.get(key, {}).items()}
+
+        cohort = Cohort.from_doc(doc["cohort"]) if doc.get("cohort") else None
         return cls(model_id=doc["model_id"], model_version=doc["model_version"],
                    a=float(doc["a"]), b=float(doc["b"]), eer=float(doc["eer"]),
-                   operating_points=points, target_trials=int(doc.get("target_trials", 0)),
+                   operating_points=points("operating_points"),
+                   target_trials=int(doc.get("target_trials", 0)),
                    non_target_trials=int(doc.get("non_target_trials", 0)),
-                   source=doc.get("source", ""), notes=dict(doc.get("notes", {})))
+                   source=doc.get("source", ""), notes=dict(doc.get("notes", {})),
+                   cohort=cohort, raw_operating_points=points("raw_operating_points"))
 
     @classmethod
     def load(cls, path: Path) -> CalibrationTable:
@@ -145,12 +177,16 @@ def fit_llr(targets: Scores, non_targets: Scores, iterations: int = 50) -> tuple
 
 
 def build_table(targets: Scores, non_targets: Scores, *, model_id: str, model_version: str,
-                source: str = "") -> tuple[CalibrationTable, Metrics]:
+                source: str = "", cohort: Cohort | None = None,
+                raw: tuple[Scores, Scores] | None = None) -> tuple[CalibrationTable, Metrics]:
+    """The table from decision scores (normalised when ``cohort``; ``raw``: their cosines)."""
     m = metrics(targets, non_targets)
     a, b = fit_llr(targets, non_targets)
+    raw_points = metrics(*raw).frr_at_far if raw is not None else {}
     table = CalibrationTable(model_id=model_id, model_version=model_version, a=a, b=b, eer=m.eer,
                              operating_points=m.frr_at_far, target_trials=len(targets),
-                             non_target_trials=len(non_targets), source=source)
+                             non_target_trials=len(non_targets), source=source, cohort=cohort,
+                             raw_operating_points=raw_points)
     return table, m
 
 

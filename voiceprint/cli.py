@@ -1,4 +1,4 @@
-"""``singleid voiceprint …`` (calibrate, evaluate, consent) and ``singleid ivr …`` (simulator)."""
+"""``singleid voiceprint …`` (calibrate, evaluate) and ``singleid ivr …`` (simulator)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from singleid.errors import SingleIdError
 from singleid.keyring import KeyMaterial
 from singleid.settings import get_settings
 from singleid.voiceprint import audio, evaluation
-from singleid.voiceprint.backends import BackendUnavailable, load_backend
+from singleid.voiceprint.backends import BackendUnavailable, SpeakerEncoder, load_backend
 from singleid.voiceprint.calibration import build_table
 from singleid.voiceprint.config import VoiceSettings
+from singleid.voiceprint.norm import DEFAULT_TOP_K, Cohort
 from singleid.voiceprint.service import process, template_of
 from singleid.voiceprint.service.types import AudioInput
 
@@ -43,14 +44,22 @@ def voiceprint() -> None:
               type=click.IntRange(1, 10), help="Recordings per enrolled speaker.")
 @click.option("--resample", type=click.IntRange(8000, 48000), default=None,
               help="Send the audio resampled to this rate (8000: telephone audio).")
+@click.option("--cohort", "cohort_dir", default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Impostor cohort for AS-norm: one sub-folder per speaker, none of them in "
+                   "DIR nor among the speakers evaluated later.")
+@click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1),
+              help="Closest cohort scores kept by AS-norm.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("voice-calibration"), show_default=True,
               help="Where the table (calibration-<model>.json), the DET plot and report go.")
-def calibrate(directory: Path, enroll_count: int, resample: int | None, out_dir: Path) -> None:
+def calibrate(directory: Path, enroll_count: int, resample: int | None,
+              cohort_dir: Path | None, top_k: int, out_dir: Path) -> None:
     """Compute EER, FRR at FAR 1%/0.1%, a DET plot and the threshold table the service loads.
 
-    DIR holds one sub-folder per speaker (see `evaluate`). Set SINGLEID_VOICE_CALIBRATION to
-    the table it writes.
+    DIR holds one sub-folder per speaker (see `evaluate`). With --cohort, scores are
+    AS-normalised against that cohort, which the table carries. Set
+    SINGLEID_VOICE_CALIBRATION to the table it writes.
     """
     settings = VoiceSettings()
     try:
@@ -58,8 +67,53 @@ def calibrate(directory: Path, enroll_count: int, resample: int | None, out_dir:
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     dataset = evaluation.load_dataset(directory, enroll_count)
-    embeddings: dict[Path, Any] = {}
     trials = evaluation.Trials()
+    cohort = None
+    if cohort_dir is not None:
+        cohort = _cohort(encoder, settings, cohort_dir, dataset, resample, top_k)
+    embeddings = _embed_all(encoder, settings, dataset, resample, trials)
+    templates = {}
+    for speaker, recs in dataset.enrolled.items():
+        usable = [embeddings[r.path] for r in recs if r.path in embeddings]
+        if len(usable) == len(recs):
+            templates[speaker] = template_of(usable)
+        else:
+            trials.enroll_errors[speaker] = "RECORDING_FAILED_CHECKS"
+    raw = evaluation.Trials()
+    for rec in dataset.tests:
+        if rec.path not in embeddings:
+            continue
+        for speaker, template in templates.items():
+            score = float(np.dot(template, embeddings[rec.path]))
+            normalised = cohort.normalise(score, template, embeddings[rec.path]) if cohort \
+                else score
+            same = speaker == rec.speaker
+            (trials.targets if same else trials.non_targets).append(normalised)
+            (raw.targets if same else raw.non_targets).append(score)
+    table, _ = build_table(np.array(trials.targets), np.array(trials.non_targets),
+                           model_id=encoder.model_id, model_version=encoder.model_version,
+                           source=f"{directory.name} enroll={enroll_count} "
+                                  f"resample={resample or 'none'} "
+                                  f"cohort={cohort_dir.name if cohort_dir else 'none'}",
+                           cohort=cohort,
+                           raw=(np.array(raw.targets), np.array(raw.non_targets)))
+    outcome = evaluation.finish(trials, out_dir, f"{encoder.model_id} on {directory.name}",
+                                {"model_id": encoder.model_id, "directory": str(directory),
+                                 "enroll": enroll_count, "resample": resample,
+                                 "cohort": str(cohort_dir) if cohort_dir else None})
+    table_path = out_dir / f"calibration-{encoder.model_id}.json"
+    table_path.write_text(table.to_json() + "\n")
+    _echo(f"threshold table: {table_path}  DET plot: {out_dir / 'det.png'}")
+    for name, point in sorted(table.operating_points.items()):
+        _echo(f"  {name:>10}: threshold {point.threshold:.4f}  FAR {point.far:.4%}  "
+              f"FRR {point.frr:.4%}")
+    click.echo(outcome.summary)
+
+
+def _embed_all(encoder: SpeakerEncoder, settings: VoiceSettings, dataset: evaluation.Dataset,
+               resample: int | None, trials: evaluation.Trials) -> dict[Path, Any]:
+    """Each recording's embedding (a recording failing the speech checks is counted, left out)."""
+    embeddings: dict[Path, Any] = {}
     recordings = [r for recs in dataset.speakers.values() for r in recs]
     for i, rec in enumerate(recordings):
         content, encoding, rate = evaluation.as_sent(rec.path, resample)
@@ -71,33 +125,24 @@ def calibrate(directory: Path, enroll_count: int, resample: int | None, out_dir:
             trials.error(exc.reason)
         if (i + 1) % 50 == 0:
             _echo(f"embedded {i + 1} of {len(recordings)} recordings")
-    templates = {}
-    for speaker, recs in dataset.enrolled.items():
-        usable = [embeddings[r.path] for r in recs if r.path in embeddings]
-        if len(usable) == len(recs):
-            templates[speaker] = template_of(usable)
-        else:
-            trials.enroll_errors[speaker] = "RECORDING_FAILED_CHECKS"
-    for rec in dataset.tests:
-        if rec.path not in embeddings:
-            continue
-        for speaker, template in templates.items():
-            score = float(np.dot(template, embeddings[rec.path]))
-            (trials.targets if speaker == rec.speaker else trials.non_targets).append(score)
-    table, _ = build_table(np.array(trials.targets), np.array(trials.non_targets),
-                           model_id=encoder.model_id, model_version=encoder.model_version,
-                           source=f"{directory.name} enroll={enroll_count} "
-                                  f"resample={resample or 'none'}")
-    outcome = evaluation.finish(trials, out_dir, f"{encoder.model_id} on {directory.name}",
-                                {"model_id": encoder.model_id, "directory": str(directory),
-                                 "enroll": enroll_count, "resample": resample})
-    table_path = out_dir / f"calibration-{encoder.model_id}.json"
-    table_path.write_text(table.to_json() + "\n")
-    _echo(f"threshold table: {table_path}  DET plot: {out_dir / 'det.png'}")
-    for name, point in sorted(table.operating_points.items()):
-        _echo(f"  {name:>10}: threshold {point.threshold:.4f}  FAR {point.far:.4%}  "
-              f"FRR {point.frr:.4%}")
-    click.echo(outcome.summary)
+    return embeddings
+
+
+def _cohort(encoder: SpeakerEncoder, settings: VoiceSettings, cohort_dir: Path,
+            dataset: evaluation.Dataset, resample: int | None, top_k: int) -> Cohort:
+    """Embed every recording of the cohort, whose speakers must not be in the calibration set."""
+    members = evaluation.load_dataset(cohort_dir, 0)
+    shared = sorted(set(members.speakers) & set(dataset.speakers))
+    if shared:
+        raise click.BadParameter(f"speakers in both the cohort and DIR: {', '.join(shared)}",
+                                 param_hint="--cohort")
+    embeddings = _embed_all(encoder, settings, members, resample, evaluation.Trials())
+    if top_k > len(embeddings):
+        raise click.BadParameter(f"{top_k} is more than the cohort's {len(embeddings)} usable "
+                                 "recordings", param_hint="--top-k")
+    _echo(f"cohort: {len(embeddings)} recordings of {len(members.speakers)} speakers")
+    return Cohort(np.stack(list(embeddings.values())), top_k=top_k,
+                  speakers=len(members.speakers))
 
 
 @voiceprint.command()
@@ -158,23 +203,6 @@ def evaluate(directory: Path, enroll_count: int, resample: int | None, target: s
         _echo(f"errors: {trials.errors}  enrollment errors: {trials.enroll_errors}")
     _echo(f"report: {out_dir / 'report.json'}  DET plot: {out_dir / 'det.png'}")
     click.echo(outcome.summary)
-
-
-@voiceprint.command("consent")
-@click.argument("action", type=click.Choice(["grant", "withdraw"]))
-@click.option("--customer", "customer_id", required=True)
-@click.option("--target", default=None, help="gRPC address (default: SINGLEID_GRPC_ADDR).")
-def consent(action: str, customer_id: str, target: str | None) -> None:
-    """Grant or withdraw a customer's biometric consent (withdrawing deletes the voiceprint)."""
-    from singleid.clients.voiceprint import VoiceprintClient  # noqa: PLC0415
-
-    with VoiceprintClient(target or get_settings().grpc_addr) as client:
-        try:
-            result = (client.grant_consent(customer_id) if action == "grant"
-                      else client.withdraw_consent(customer_id))
-        except SingleIdError as exc:
-            raise click.ClickException(f"{exc.reason}: {exc.message}") from None
-    click.echo(json.dumps({"customer_id": result.customer_id, "granted": result.granted}))
 
 
 # -- the IVR simulator ---------------------------------------------------------------

@@ -7,7 +7,8 @@
   enroll) is verified against every enrolled voiceprint: the same speaker makes
   a target trial, another speaker a non-target trial.
 
-``evaluate`` runs it through the public gRPC API (``VoiceprintClient``);
+``evaluate`` runs it through the public gRPC API (``VoiceprintClient``) and
+scores each trial by the LLR the service returns (its decision score, mapped);
 ``calibrate`` runs it in-process on the same engine, embedding each recording
 once.
 """
@@ -32,6 +33,7 @@ from singleid.voiceprint import audio
 from singleid.voiceprint.calibration import Metrics, metrics, plot_det, summary_line
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
+DET_POINTS = 200  # enough for a smooth curve in a report
 
 
 @dataclass(frozen=True)
@@ -116,24 +118,35 @@ def finish(trials: Trials, out_dir: Path, title: str, extra: dict[str, Any]) -> 
         **extra, "eer": m.eer, "eer_threshold": m.eer_threshold,
         "operating_points": {k: vars(v) for k, v in m.frr_at_far.items()},
         "target_trials": len(trials.targets), "non_target_trials": len(trials.non_targets),
+        "det": det_points(m),
         "errors": trials.errors, "enroll_errors": trials.enroll_errors,
         "decisions": trials.decisions, "summary": summary,
+        "target_scores": trials.targets, "non_target_scores": trials.non_targets,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return Outcome(m, trials, summary)
+
+
+def det_points(m: Metrics, most: int = DET_POINTS) -> dict[str, list[float]]:
+    """The DET curve, thinned to at most ``most`` points, for reports drawn elsewhere."""
+    keep = np.unique(np.linspace(0, len(m.det_far) - 1, min(most, len(m.det_far))).astype(int))
+    far, frr = m.det_far[keep], m.det_frr[keep]
+    return {"far": [round(float(v), 6) for v in far], "frr": [round(float(v), 6) for v in frr]}
 
 
 def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concurrency: int,
                   progress: Callable[[str], None]) -> Trials:
     """The protocol through the public API of a running server."""
     from singleid.clients.customers import CustomersClient  # noqa: PLC0415
+    from singleid.clients.profile import ProfileClient  # noqa: PLC0415
     from singleid.clients.voiceprint import VoiceprintClient  # noqa: PLC0415
     from singleid.errors import AlreadyExists  # noqa: PLC0415
 
     trials = Trials()
     product = "voice-eval"
     run_id = f"{time.time_ns():x}"
-    with closing(CustomersClient(target)) as customers, VoiceprintClient(target) as voice:
+    with closing(CustomersClient(target)) as customers, VoiceprintClient(target) as voice, \
+            ProfileClient(target) as profile:
         with contextlib.suppress(AlreadyExists):
             customers.create_product(product, "Voice evaluation")
         ids = {s: customers.register_customer(product, f"{s}").customer_id
@@ -141,7 +154,8 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
         enrolled: dict[str, str] = {}
         for speaker, recordings in dataset.enrolled.items():
             sent = [as_sent(r.path, resample) for r in recordings]
-            voice.grant_consent(ids[speaker])
+            profile.set_consent(ids[speaker], "biometrics", True, text_version="voice-eval",
+                                channel="eval")
             try:
                 voice.enroll_audio(ids[speaker], f"eval-{run_id}-enroll-{speaker}",
                                    [s[0] for s in sent], _code(sent[0][1]), sent[0][2])
@@ -172,8 +186,10 @@ def run_over_grpc(dataset: Dataset, target: str, *, resample: int | None, concur
                     if kind == "error":
                         trials.error(str(value))
                         continue
+                    # The LLR is the service's decision score (AS-normalised when the
+                    # calibration has a cohort) mapped monotonically: its EER is the service's.
                     (trials.targets if kind == "target" else trials.non_targets).append(
-                        float(value.raw_score))
+                        float(value.llr))
                     name = "accept" if value.decision == 1 else "reject"
                     key = f"{kind}_{name}"
                     trials.decisions[key] = trials.decisions.get(key, 0) + 1

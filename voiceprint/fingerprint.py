@@ -59,21 +59,31 @@ def from_bytes(data: bytes) -> Fingerprint:
     return np.frombuffer(data, dtype="<u2").astype(np.uint16)
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+def _signs(fp: Fingerprint) -> npt.NDArray[np.float64]:
+    """Each frame's 16 bits as +1/-1 (frames x 16)."""
+    bits = (fp[:, None].astype(np.uint32) >> np.arange(16, dtype=np.uint32)) & 1
+    return np.asarray(bits * 2.0 - 1.0, dtype=np.float64)
 
 
 def bit_error_rate(a: Fingerprint, b: Fingerprint) -> float:
-    """The lowest bit error rate over alignments that overlap at least MIN_OVERLAP_FRAMES."""
+    """The lowest bit error rate over alignments that overlap at least MIN_OVERLAP_FRAMES.
+
+    Every alignment at once: with bits as +1/-1, agreements minus disagreements at
+    an offset is the cross-correlation of the two sign sequences, summed over the
+    16 bit positions, which one FFT gives for all offsets.
+    """
     if min(len(a), len(b)) < MIN_OVERLAP_FRAMES:
         return 1.0
-    best = 1.0
-    for offset in range(-(len(b) - MIN_OVERLAP_FRAMES), len(a) - MIN_OVERLAP_FRAMES + 1):
-        a_part = a[max(0, offset):]
-        b_part = b[max(0, -offset):]
-        n = min(len(a_part), len(b_part))
-        errors = int(_POPCOUNT[np.bitwise_xor(a_part[:n], b_part[:n])].sum())
-        best = min(best, errors / (16 * n))
-    return best
+    size = len(a) + len(b) - 1
+    padded = 1 << (size - 1).bit_length()  # a power of two: the FFT's fast sizes
+    spectrum = (np.fft.rfft(_signs(a), padded, axis=0)
+                * np.fft.rfft(_signs(b)[::-1], padded, axis=0))
+    correlation = np.rint(np.fft.irfft(spectrum, padded, axis=0)[:size].sum(axis=1))
+    offsets = np.arange(size) - (len(b) - 1)  # a[i + offset] is aligned with b[i]
+    overlap = np.minimum(len(a) - np.maximum(offsets, 0), len(b) - np.maximum(-offsets, 0))
+    usable = overlap >= MIN_OVERLAP_FRAMES
+    errors = (16 * overlap[usable] - correlation[usable]) / 2
+    return float(np.min(errors / (16 * overlap[usable])))
 
 
 def is_replay(a: Fingerprint, b: Fingerprint) -> bool:

@@ -1,4 +1,4 @@
-"""Voiceprints, biometric consents (temporary), replay fingerprints, attempts, watchlist.
+"""Voiceprints, replay fingerprints, attempts, watchlist; the consent feed's cursor.
 
 Templates, fingerprints and watchlist embeddings are sealed with the key ring
 (key ID beside each ciphertext; the purpose bound as associated data). No raw
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, LargeBinary, String
+from sqlalchemy import Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from singleid.db import Base, EncryptedColumn
@@ -39,13 +39,13 @@ class Voiceprint(Base):
     updated_at: Mapped[datetime]
 
 
-class VoiceprintConsent(Base):
-    """Biometric consent, kept here until the profile service owns consents (decision 0010)."""
+class ConsentFeedCursor(Base):
+    """How far this domain has read the profile's consent events (its resume token)."""
 
-    __tablename__ = "voiceprint_consents"
+    __tablename__ = "voiceprint_consent_feed"
 
-    customer_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    granted: Mapped[bool]
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
 
 

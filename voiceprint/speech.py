@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,18 +25,61 @@ CLIPPED_FRACTION = 0.01        # more than 1% of samples at full scale is clippi
 _PAD_SAMPLES = MODEL_RATE // 50  # 20 ms kept around each speech segment
 _EPS = 1e-10
 
-_local = threading.local()
+_WINDOW = 512                  # silero-vad's frame at 16 kHz (32 ms)
+_CONTEXT = 64                  # samples of the previous frame it prepends
+_lock = threading.Lock()
 
 
-def _vad_model() -> object:
-    """One silero-vad model per thread: the model keeps state between windows."""
-    model = getattr(_local, "model", None)
-    if model is None:
+class SequenceVad:
+    """silero-vad over a whole utterance in one pass, instead of one call per 32 ms frame.
+
+    The streaming model runs, per frame, a feature extractor and encoder that see
+    only that frame (with 64 samples of context) and an LSTM cell that carries
+    state. The frames are independent up to the cell, so they go through the
+    encoder as one batch, the cell's weights run as an ``nn.LSTM`` over the
+    sequence, and the decoder takes every step at once: the same probabilities
+    (to float rounding) for an eighth of the time. No state is kept between
+    calls, so one instance serves every thread.
+    """
+
+    def __init__(self) -> None:
+        import torch  # noqa: PLC0415
         from silero_vad import load_silero_vad  # noqa: PLC0415 - heavy import
 
-        model = load_silero_vad()
-        _local.model = model
-    return model
+        self._model: Any = load_silero_vad()._model  # the 16 kHz network
+        cell = self._model.decoder.rnn
+        self._lstm = torch.nn.LSTM(cell.weight_hh.shape[1], cell.weight_hh.shape[1], 1)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self._lstm, f"{name}_l0").copy_(getattr(cell, name))
+        self._lstm.eval()
+
+    def probabilities(self, samples: Samples) -> list[float]:
+        """The speech probability of each 32 ms frame (the last one zero-padded)."""
+        import torch  # noqa: PLC0415
+
+        count = (len(samples) + _WINDOW - 1) // _WINDOW
+        frames = np.zeros((count, _WINDOW), dtype=np.float32)
+        frames.reshape(-1)[:len(samples)] = samples
+        context = np.zeros((count, _CONTEXT), dtype=np.float32)
+        context[1:] = frames[:-1, -_CONTEXT:]
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.concatenate([context, frames], axis=1))
+            features = self._model.encoder(self._model.run_extractors(batch))  # frames x 128 x 1
+            hidden, _ = self._lstm(features.squeeze(-1).unsqueeze(1))
+            out = self._model.decoder.decoder(hidden.squeeze(1).unsqueeze(-1))
+            return [float(p) for p in out.squeeze(1).mean(dim=1)]
+
+
+_vad: SequenceVad | None = None
+
+
+def _sequence_vad() -> SequenceVad:
+    global _vad  # noqa: PLW0603 - one model per process, loaded on first use
+    with _lock:
+        if _vad is None:
+            _vad = SequenceVad()
+        return _vad
 
 
 @dataclass(frozen=True)
@@ -71,12 +115,14 @@ def analyse(wave: Waveform) -> SpeechReport:
 
 
 def _speech_segments(samples: Samples) -> tuple[tuple[int, int], ...]:
-    import torch  # noqa: PLC0415
-    from silero_vad import get_speech_timestamps  # noqa: PLC0415
+    """silero-vad's segments with its default settings, no padding (see :class:`SequenceVad`)."""
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs  # noqa: PLC0415
 
-    with torch.inference_mode():
-        stamps = get_speech_timestamps(torch.from_numpy(samples), _vad_model(),
-                                       sampling_rate=MODEL_RATE, speech_pad_ms=0)
+    if len(samples) == 0:
+        return ()
+    stamps = get_speech_timestamps_from_probs(
+        _sequence_vad().probabilities(samples), sampling_rate=MODEL_RATE, speech_pad_ms=0,
+        audio_length_samples=len(samples))
     return tuple((int(s["start"]), int(s["end"])) for s in stamps)
 
 

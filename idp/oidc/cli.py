@@ -1,4 +1,4 @@
-"""``singleid oidc …`` and ``singleid login …``: clients, signing keys and logins from the shell.
+"""``singleid oidc …``, ``singleid login …``, ``singleid staff …``: clients, keys, logins, staff.
 
 Other tools drive the service through these commands, so their output is JSON.
 """
@@ -18,11 +18,12 @@ from singleid.idp.oidc.service.clients import GRANT_TYPES, SCOPES, ClientService
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.idp.oidc.service.logins import LoginService
 from singleid.idp.oidc.service.passwords import LegacyFormat
+from singleid.idp.oidc.service.staff import Role, StaffService
 
 
 def commands() -> list[click.Command]:
     """The ``singleid.commands`` entry point."""
-    return [oidc, login]
+    return [oidc, login, staff]
 
 
 @click.group()
@@ -135,3 +136,32 @@ def login_add_legacy(product: str, account_id: str, phone: str, email: str,
         legacy_id = LoginService(context.db, context.keyring).add_legacy_login(
             product, account_id, kind, phone or email, hash_format, password_hash)
     echo_json({"legacy_login_id": legacy_id})
+
+
+@click.group()
+def staff() -> None:
+    """Staff accounts: operators and administrators (people, never customers)."""
+
+
+@staff.command("add")
+@click.option("--login", "login_name", required=True, help="The staff member's login name.")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+def staff_add(login_name: str, role: str) -> None:
+    """Create a staff account; the password is read from stdin.
+
+    Prints JSON with the otpauth:// provisioning URI for the authenticator app,
+    shown this once: it holds the TOTP secret.
+    """
+    password = sys.stdin.readline().rstrip("\r\n")
+    with app_context() as context:
+        created = StaffService(context.db, context.keyring).add(login_name, role, password)
+    echo_json(created)
+
+
+@staff.command("disable")
+@click.option("--login", "login_name", required=True)
+def staff_disable(login_name: str) -> None:
+    """Disable a staff account for good and end its sessions (logins are never reused)."""
+    with app_context() as context:
+        StaffService(context.db, context.keyring).disable(login_name)
+    echo_json({"login": login_name, "disabled": True})

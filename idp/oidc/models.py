@@ -212,3 +212,66 @@ class Consent(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     scopes: Mapped[list[str]] = mapped_column(JSON)
     granted_at: Mapped[datetime]
+
+
+def staff_totp_purpose(login: str) -> str:
+    return f"oidc.staff_totp.{login}"
+
+
+class Staff(Base):
+    """An operator or administrator: a person who works on singleid, never a customer.
+
+    The login name is the staff member's identity (in sessions, review decisions and
+    the audit trail); a login is disabled, never deleted, so it is never reused.
+    """
+
+    __tablename__ = "oidc_staff"
+    __encrypted__ = (
+        EncryptedColumn("totp_ciphertext", "totp_key_id",
+                        lambda row: staff_totp_purpose(row.login)),
+    )
+
+    login: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(512))
+    totp_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH))
+    # The last TOTP time step accepted: a code is good once (RFC 6238, section 5.2).
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class StaffSession(Base):
+    """A staff member's browser session, apart from customers' so neither passes as the other.
+
+    ``amr`` is ["pwd"] between the password and the second factor, ["pwd", "otp"] after.
+    """
+
+    __tablename__ = "oidc_staff_sessions"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(32), unique=True)
+    login: Mapped[str] = mapped_column(ForeignKey("oidc_staff.login"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class ClientAssertion(Base):
+    """A private_key_jwt assertion already accepted, kept until it expires (replay check).
+
+    The primary key is the unique constraint: of two processes accepting the same
+    assertion at once, the second insert fails. The ``jti`` is the client's choice of
+    any length, so its SHA-256 digest is the key.
+    """
+
+    __tablename__ = "oidc_client_assertions"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    jti_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

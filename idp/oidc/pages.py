@@ -30,9 +30,10 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_title": "Разрешение",
         "consent_intro": "«{client}» запрашивает доступ к вашим данным:",
         "scope_openid": "ваш идентификатор",
-        "scope_profile": "имя",
+        "scope_profile": "имя, дата рождения и язык",
         "scope_email": "адрес электронной почты",
         "scope_phone": "номер телефона",
+        "scope_address": "почтовый адрес",
         "allow": "Разрешить",
         "deny": "Отказать",
         "legacy_title": "Сделать этот вход единым?",
@@ -57,6 +58,14 @@ TEXT: dict[str, dict[str, str]] = {
         "exists": "Такой вход уже существует. Войдите.",
         "expired": "Время ожидания истекло. Начните вход заново.",
         "language": "English",
+        "staff_title": "Вход для сотрудников",
+        "staff_intro": "Для операторов и администраторов singleid.",
+        "staff_login": "Логин сотрудника",
+        "otp_title": "Второй фактор",
+        "otp_intro": "Введите шестизначный код из приложения-аутентификатора.",
+        "otp_code": "Код",
+        "otp_failed": "Неверный или уже использованный код.",
+        "confirm": "Подтвердить",
     },
     "en": {
         "sign_in_title": "Sign in",
@@ -76,9 +85,10 @@ TEXT: dict[str, dict[str, str]] = {
         "consent_title": "Permission",
         "consent_intro": "“{client}” asks to access:",
         "scope_openid": "your identifier",
-        "scope_profile": "your name",
+        "scope_profile": "your name, date of birth and language",
         "scope_email": "your email address",
         "scope_phone": "your phone number",
+        "scope_address": "your postal address",
         "allow": "Allow",
         "deny": "Deny",
         "legacy_title": "Make this your ecosystem login?",
@@ -102,6 +112,14 @@ TEXT: dict[str, dict[str, str]] = {
         "exists": "This login exists already. Sign in instead.",
         "expired": "This took too long. Start signing in again.",
         "language": "Русский",
+        "staff_title": "Staff sign-in",
+        "staff_intro": "For singleid's operators and administrators.",
+        "staff_login": "Staff login",
+        "otp_title": "Second factor",
+        "otp_intro": "Enter the six-digit code from your authenticator app.",
+        "otp_code": "Code",
+        "otp_failed": "Wrong code, or one used already.",
+        "confirm": "Confirm",
     },
 }
 
@@ -234,3 +252,30 @@ def logout_page(page: Page, **hidden: str) -> str:
 
 def logged_out_page(page: Page) -> str:
     return page.render("logout_title", f"<p>{page.t('logged_out')}</p>")
+
+
+def staff_login_page(page: Page, *, next_path: str, login: str = "", alert: str = "") -> str:
+    described = ' aria-describedby="alert"' if alert else ""
+    body = (
+        f"<p>{page.t('staff_intro')}</p>"
+        + page.form("/staff/login",
+                    f'<label for="login">{page.t("staff_login")}</label>'
+                    f'<input type="text" id="login" name="login" required '
+                    f'autocomplete="username" value="{escape(login)}"{described}>'
+                    f'<label for="password">{page.t("password")}</label>'
+                    f'<input type="password" id="password" name="password" required '
+                    f'autocomplete="current-password"{described}>'
+                    f'<button type="submit">{page.t("sign_in")}</button>', next=next_path))
+    return page.render("staff_title", body, alert)
+
+
+def staff_otp_page(page: Page, *, next_path: str, alert: str = "") -> str:
+    described = ' aria-describedby="alert"' if alert else ""
+    body = (
+        f"<p>{page.t('otp_intro')}</p>"
+        + page.form("/staff/otp",
+                    f'<label for="code">{page.t("otp_code")}</label>'
+                    f'<input type="text" id="code" name="code" required inputmode="numeric" '
+                    f'pattern="[0-9 ]{{6,7}}" autocomplete="one-time-code"{described}>'
+                    f'<button type="submit">{page.t("confirm")}</button>', next=next_path))
+    return page.render("otp_title", body, alert)

@@ -39,11 +39,13 @@ from singleid.idp.oidc.service.provider import (
     ShowLogin,
 )
 from singleid.idp.oidc.service.sessions import SessionView
+from singleid.idp.oidc.service.staff import STAFF_COOKIE, StaffService, Step, StepResult
 from singleid.server.context import AppContext
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "singleid_session"
+STAFF_HOME = "/review"
 BROWSER_COOKIE = "singleid_browser"
 BACKCHANNEL_TIMEOUT_SECONDS = 3.0
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -62,6 +64,7 @@ def routes(context: AppContext) -> list[BaseRoute]:
     """The ``singleid.http`` entry point."""
     web = _Web(context, Provider(context.db, context.keyring, issuer_of(context)),
                LoginService(context.db, context.keyring))
+    staff = _StaffWeb(web, StaffService(context.db, context.keyring))
     return [
         Route("/.well-known/openid-configuration", web.discovery),
         Route("/jwks", web.jwks),
@@ -75,6 +78,9 @@ def routes(context: AppContext) -> list[BaseRoute]:
         Route("/introspect", web.introspect, methods=["POST"]),
         Route("/userinfo", web.userinfo, methods=["GET", "POST"]),
         Route("/logout", web.logout, methods=["GET", "POST"]),
+        Route("/staff/login", staff.login, methods=["GET", "POST"]),
+        Route("/staff/otp", staff.otp, methods=["POST"]),
+        Route("/staff/logout", staff.logout, methods=["POST"]),
     ]
 
 
@@ -249,12 +255,18 @@ class _Web:
 
     def _signed_in(self, browser: _Browser, oauth_request: FormRequest, query: str,
                    customer_id: str) -> Response:
-        """Start a session, then carry on with the authorization request (blocking)."""
-        cookie, session = self.provider.sessions.create(customer_id, acr=PASSWORD_ACR,
-                                                        amr=PASSWORD_AMR)
-        outcome = self.provider.authorize(oauth_request, session, fresh=True)
-        return self._respond(browser, outcome, query, session, fresh=True,
-                             session_cookie=cookie)
+        """Start a session, then carry on with the authorization request (blocking).
+
+        The session is written in the transaction that issues the code; when no code
+        is issued (consent comes first, or an error), on its own.
+        """
+        new = self.provider.sessions.start(customer_id, acr=PASSWORD_ACR, amr=PASSWORD_AMR)
+        oauth_request.new_session = new
+        outcome = self.provider.authorize(oauth_request, new.view, fresh=True)
+        if not new.stored:
+            self.provider.sessions.store(new)
+        return self._respond(browser, outcome, query, new.view, fresh=True,
+                             session_cookie=new.cookie)
 
     async def register(self, request: Request) -> Response:
         if request.method == "GET":
@@ -445,3 +457,93 @@ class _Web:
             except OSError as exc:
                 log.warning("back-channel logout failed",
                             extra={"client_id": client_id, "error": type(exc).__name__})
+
+
+def _local_path(value: str) -> str:
+    """Where to go after a staff sign-in: a path on this site, never another site."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return STAFF_HOME
+
+
+class _StaffWeb:
+    """The staff realm: password, then TOTP, then the page the staff member asked for.
+
+    A session of its own (``STAFF_COOKIE``, SameSite=Strict), never a customer's;
+    see singleid.idp.oidc.service.staff and docs/decisions/0922.
+    """
+
+    def __init__(self, web: _Web, staff: StaffService) -> None:
+        self.web = web
+        self.staff = staff
+
+    def _with_cookie(self, response: Response, cookie: str) -> Response:
+        response.set_cookie(STAFF_COOKIE, cookie, httponly=True, samesite="strict",
+                            secure=self.web.secure, path="/")
+        return response
+
+    async def login(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await self._show(request)
+        form = await self.web._form(request)
+        browser = self.web._browser(request, form)
+        if not self.web._csrf_ok(browser, form):
+            return self.web._forbidden(browser)
+        next_path, login = _local_path(form.get("next", "")), form.get("login", "")
+        result: StepResult = await self.web.run(self.staff.sign_in, login,
+                                                form.get("password", ""), browser.address)
+        page = browser.page()
+        if result.step is Step.OK:
+            return self._with_cookie(self.web._html(
+                browser, pages.staff_otp_page(page, next_path=next_path)), result.cookie)
+        locked = result.step is Step.LOCKED
+        return self.web._html(browser, pages.staff_login_page(
+            page, next_path=next_path, login=login,
+            alert=pages.TEXT[browser.lang]["locked" if locked else "failed"]),
+            429 if locked else 401)
+
+    async def _show(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        browser = self.web._browser(request, params)
+        next_path = _local_path(params.get("next", ""))
+        cookie = request.cookies.get(STAFF_COOKIE)
+        view = await self.web.run(lambda: self.staff.session(cookie, pending=True))
+        if view is not None and view.two_factor:
+            return RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+        if view is not None:
+            return self.web._html(browser, pages.staff_otp_page(browser.page(),
+                                                                next_path=next_path))
+        return self.web._html(browser, pages.staff_login_page(browser.page(),
+                                                              next_path=next_path))
+
+    async def otp(self, request: Request) -> Response:
+        form = await self.web._form(request)
+        browser = self.web._browser(request, form)
+        if not self.web._csrf_ok(browser, form):
+            return self.web._forbidden(browser)
+        next_path, cookie = _local_path(form.get("next", "")), request.cookies.get(STAFF_COOKIE)
+        result: StepResult = await self.web.run(self.staff.second_factor, cookie,
+                                                form.get("code", ""), browser.address)
+        if result.step is Step.OK:
+            return self._with_cookie(RedirectResponse(next_path, status_code=303,
+                                                      headers=NO_STORE), result.cookie)
+        page, text = browser.page(), pages.TEXT[browser.lang]
+        if result.step is Step.LOCKED:
+            return self.web._html(browser, pages.staff_login_page(
+                page, next_path=next_path, alert=text["locked"]), 429)
+        pending = await self.web.run(lambda: self.staff.session(cookie, pending=True))
+        if pending is None:
+            return self.web._html(browser, pages.staff_login_page(
+                page, next_path=next_path, alert=text["expired"]), 401)
+        return self.web._html(browser, pages.staff_otp_page(
+            page, next_path=next_path, alert=text["otp_failed"]), 401)
+
+    async def logout(self, request: Request) -> Response:
+        form = await self.web._form(request)
+        browser = self.web._browser(request, form)
+        if not self.web._csrf_ok(browser, form):
+            return self.web._forbidden(browser)
+        await self.web.run(self.staff.end, request.cookies.get(STAFF_COOKIE))
+        response = HTMLResponse(pages.logged_out_page(browser.page()), headers=PAGE_HEADERS)
+        response.delete_cookie(STAFF_COOKIE, path="/")
+        return self.web._cookies(response, browser, None)

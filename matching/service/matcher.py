@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from singleid import events, paging
+from singleid import audit, events, paging
+from singleid.audit import AuditEntry
 from singleid.db import Database, utcnow
 from singleid.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from singleid.idp.normalize import IdentifierKind, mask
@@ -310,8 +311,12 @@ class MatchingService:
             operator=base.operator, decided_at=base.decided_at, merge_id=base.merge_id)
 
     def decide(self, candidate_id: int, decision: Decision, operator: str,
-               reason: str = "") -> CandidateView:
-        """An operator's decision; "not the same person" is remembered for good."""
+               reason: str = "", *, audit_entry: AuditEntry | None = None) -> CandidateView:
+        """An operator's decision; "not the same person" is remembered for good.
+
+        ``audit_entry``, when given, is appended in the decision's own transaction,
+        naming the pair's first customer.
+        """
         violations = Violations()
         if not operator.strip():
             violations.add("operator", "must not be empty")
@@ -348,6 +353,8 @@ class MatchingService:
                         subject=f"candidates/{candidate_id}",
                         data={"candidate_id": candidate_id, "decision": status,
                               "merge_id": merge_id or ""})
+            if audit_entry is not None:
+                audit.append_in(session, replace(audit_entry, customer_id=left.customer_id))
 
         self._db.run_write(apply)
         log.info("review decision", extra={"candidate_id": candidate_id, "decision": status})

@@ -11,6 +11,11 @@ A sequence value taken by a rolled-back transaction never fills; after
 ``GAP_SECONDS`` it is let go (docs/decisions: a transaction that holds its
 event uncommitted for longer than that would be missed by watchers, never by
 the broker relay, which selects unpublished rows).
+
+Old events are pruned (``SINGLEID_OUTBOX_RETENTION_HOURS``). A token that
+still waits for a pruned seq cannot be resumed without a hole, so it gets
+FAILED_PRECONDITION and the subscriber resyncs; a watch from the start begins
+at the oldest retained event.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from singleid.db import Database
-from singleid.errors import InvalidArgument
-from singleid.events import TYPE_PREFIX, OutboxEvent
+from singleid.errors import FailedPrecondition, InvalidArgument
+from singleid.events import TYPE_PREFIX, OutboxEvent, pruned_through
 from singleid.profile.service.types import ChangeEvent
 
 GAP_SECONDS = 5.0
@@ -115,6 +120,7 @@ class ChangeFeed:
         # Seqs below the highest delivered one that are still open: late commits land here.
         missing = [seq for seq in range(cursor.watermark + 1, top) if seq not in cursor.seen]
         with self._db.read() as session:
+            _check_not_pruned(cursor, pruned_through(session))
             found = list(session.scalars(select(OutboxEvent).where(OutboxEvent.seq > top)
                                          .order_by(OutboxEvent.seq).limit(limit)))
             for chunk in range(0, len(missing), 1000):
@@ -136,8 +142,26 @@ class ChangeFeed:
         cursor.advance(max(top, found[-1].seq if found else 0))
         return delivered
 
+    def start_token(self) -> str:
+        """A token before the oldest retained event: watch everything still kept."""
+        with self._db.read() as session:
+            return Cursor(watermark=pruned_through(session)).token()
+
     def head_token(self) -> str:
         """A token at the end of the outbox now: watch only what happens from here on."""
         with self._db.read() as session:
             highest = session.scalar(select(func.max(OutboxEvent.seq))) or 0
         return Cursor(watermark=int(highest)).token()
+
+
+def _check_not_pruned(cursor: Cursor, horizon: int) -> None:
+    """Refuse a cursor that still waits for an event pruning may have removed."""
+    if cursor.watermark >= horizon:
+        return
+    behind = horizon - cursor.watermark  # more than it has seen: something is surely gone
+    if behind > len(cursor.seen) or any(
+            seq not in cursor.seen for seq in range(cursor.watermark + 1, horizon + 1)):
+        raise FailedPrecondition(
+            "the events after this token are past the outbox retention; "
+            "read the current profile and watch again without a token",
+            field="resume_token", reason="RESUME_TOKEN_EXPIRED")

@@ -114,7 +114,8 @@ class ProfileService:
 
     @classmethod
     def configured(cls, db: Database, keyring: Keyring) -> ProfileService:
-        """With the catalogue the settings name (for other domains' services)."""
+        """The service on the deployment's catalogue (``SINGLEID_PROFILE_CATALOGUE``), for
+        other domains, which know neither the catalogue nor its settings."""
         return cls(db, keyring, load_cached(get_profile_settings().profile_catalogue))
 
     # -- reads ----------------------------------------------------------------

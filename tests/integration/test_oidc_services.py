@@ -1,17 +1,23 @@
-"""The OIDC services on SQLite and PostgreSQL: sessions' timeouts, legacy-login import rules."""
+"""The OIDC services on SQLite and PostgreSQL: sessions' timeouts, legacy-login import rules,
+the shared replay check of client assertions."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from singleid.db import Database, utcnow
 from singleid.errors import FailedPrecondition, InvalidArgument, NotFound
 from singleid.idp.normalize import IdentifierKind
+from singleid.idp.oidc import models
+from singleid.idp.oidc.service.claims import ClaimSource
 from singleid.idp.oidc.service.keys import SigningKeys
 from singleid.idp.oidc.service.logins import LoginService, Outcome
 from singleid.idp.oidc.service.passwords import LegacyFormat, make_legacy_hash
+from singleid.idp.oidc.service.provider import Provider
 from singleid.idp.oidc.service.sessions import (
     ABSOLUTE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -20,6 +26,8 @@ from singleid.idp.oidc.service.sessions import (
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import IdentifierInput
 from singleid.keyring import Keyring
+from singleid.profile.catalogue import parse
+from singleid.profile.service import ProfileService
 
 
 def test_sessions_end_after_the_idle_and_the_absolute_timeouts(db: Database) -> None:
@@ -86,3 +94,48 @@ def test_rotation_keeps_two_generations_published(db: Database, keyring: Keyring
     assert len(second) == 4
     keys.rotate()
     assert not first & {k.kid for k in keys.published()}
+
+
+def _assertions(db: Database) -> int:
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(models.ClientAssertion)) or 0)
+
+
+def test_an_assertion_id_is_accepted_once_across_processes(db: Database,
+                                                           keyring: Keyring) -> None:
+    # Two providers on one database stand for two `serve` processes.
+    first, second = (Provider(db, keyring, "http://127.0.0.1:1") for _ in range(2))
+    later = utcnow() + timedelta(minutes=1)
+    assert first.remember_jti("app-1", "jti-1", later)
+    assert not second.remember_jti("app-1", "jti-1", later)
+    assert not first.remember_jti("app-1", "jti-1", later)
+    assert second.remember_jti("app-2", "jti-1", later)  # assertion IDs are per client
+    # Racing: of sixteen concurrent uses of one assertion ID, exactly one wins.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: (first, second)[i % 2].remember_jti(
+            "app-1", "jti-race", later), range(16)))
+    assert results.count(True) == 1
+
+
+def test_expired_assertion_ids_are_pruned(db: Database, keyring: Keyring) -> None:
+    provider = Provider(db, keyring, "http://127.0.0.1:1")
+    assert provider.remember_jti("app-1", "old", utcnow() - timedelta(seconds=1))
+    assert provider.remember_jti("app-1", "fresh", utcnow() + timedelta(minutes=1))
+    assert _assertions(db) == 2  # within the prune interval: nothing pruned yet
+    provider._next_prune = 0.0  # the interval has passed
+    assert provider.remember_jti("app-1", "new", utcnow() + timedelta(minutes=1))
+    assert _assertions(db) == 2  # "old" is gone, "fresh" and "new" stay
+    assert not provider.remember_jti("app-1", "fresh", utcnow() + timedelta(minutes=1))
+
+
+def test_claims_follow_a_deployments_own_catalogue(db: Database, keyring: Keyring) -> None:
+    # A catalogue with a preferred name only: the other scopes fall back to the record.
+    catalogue = parse({"version": 1, "sources": {"trust": ["customer"]}, "attributes": {
+        "preferred_name": {"type": "string", "sensitivity": "personal",
+                           "owners": ["customer"]}}})
+    profiles = ProfileService(db, keyring, catalogue)
+    customer_id = LoginService(db, keyring).register("b@example.com", "long enough 123", "Bo")
+    profiles.update(customer_id, "customer", {"preferred_name": "Bobby"})
+    source = ClaimSource(db, keyring, profiles)
+    assert source.claims(customer_id, "openid profile email phone address") == {
+        "sub": customer_id, "name": "Bobby", "email": "b@example.com", "email_verified": False}

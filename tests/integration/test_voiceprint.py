@@ -27,6 +27,7 @@ import soundfile
 from sqlalchemy import make_url
 
 from singleid.clients.customers import CustomersClient
+from singleid.clients.profile import ProfileClient
 from singleid.clients.voiceprint import VoiceprintClient
 from singleid.errors import (
     FailedPrecondition,
@@ -39,6 +40,7 @@ from singleid.keyring import KeyMaterial, Keyring, Sealed
 from singleid.testing import ServerProcess
 from singleid.v1 import voiceprint_pb2
 from singleid.voiceprint import models
+from singleid.voiceprint.calibration import bundled_table
 
 from ..conftest import PG_URL, require
 from ..voice_data import (
@@ -76,6 +78,15 @@ class Voice:
 
     def client(self) -> VoiceprintClient:
         return VoiceprintClient(self.server.grpc_addr)
+
+    def profile(self) -> ProfileClient:
+        return ProfileClient(self.server.grpc_addr)
+
+    def consent(self, customer_id: str, granted: bool = True) -> None:
+        """Biometric consent, given or withdrawn through the profile as a product would."""
+        with self.profile() as profile:
+            profile.set_consent(customer_id, "biometrics", granted, text_version="bio-1",
+                                channel="ivr")
 
 
 def _pg_database(stack: list[str]) -> str:
@@ -126,7 +137,7 @@ def enrolled(voice: Voice) -> str:
     """A customer with consent, enrolled over the stream from ALICE's first two recordings."""
     customer_id = voice.customer()
     with voice.client() as client:
-        client.grant_consent(customer_id)
+        voice.consent(customer_id)
         first, second = (read(p)[0] for p in voxforge(ALICE)[:2])
         result = client.enroll_stream(customer_id, "call-enroll", [pcm16(first), pcm16(second)],
                                       PCM, 16_000)
@@ -149,6 +160,15 @@ def test_the_same_speaker_is_accepted_and_others_rejected_at_16k(voice: Voice,
     assert same.llr > 0 > other.llr
     assert same.model_id == "ge2e-resemblyzer-0.1.4"
     assert same.operating_point == "far_1pct"
+
+
+def test_the_speakers_used_here_are_outside_the_bundled_cohort() -> None:
+    # A cohort member scores low against its own voiceprint under AS-norm: the bundled
+    # table's cohort must not hold the speakers these tests enroll and verify.
+    table = bundled_table("ge2e-resemblyzer-0.1.4")
+    assert table is not None
+    assert table.cohort is not None
+    assert not {ALICE, BOB, MALLORY} & set(table.notes["cohort_speakers"].split())
 
 
 def test_a_replayed_enrollment_recording_is_rejected(voice: Voice, enrolled: str) -> None:
@@ -177,7 +197,7 @@ def test_rate_limits_per_call_then_per_customer(voice: Voice) -> None:
     files = voxforge(ALICE)
     audio = files[5].read_bytes()
     with voice.client() as client:
-        client.grant_consent(customer_id)
+        voice.consent(customer_id)
         client.enroll_audio(customer_id, "enroll", [f.read_bytes() for f in files[:2]], FLAC)
         for _ in range(CALL_LIMIT):
             client.verify_audio(customer_id, "call-busy", audio, FLAC)
@@ -196,7 +216,7 @@ def test_rate_limits_per_call_then_per_customer(voice: Voice) -> None:
 def test_8k_telephone_audio_end_to_end(voice: Voice) -> None:
     customer_id = voice.customer()
     with voice.client() as client:
-        client.grant_consent(customer_id)
+        voice.consent(customer_id)
         enroll = [mulaw_encode(fsdd_concat("jackson", range(i, i + 1))) for i in (5, 6)]
         client.enroll_stream(customer_id, "tel-enroll", enroll, MULAW, 8000)
         same = client.verify_stream(customer_id, "tel-1",
@@ -221,23 +241,32 @@ def test_verification_and_enrollment_need_consent(voice: Voice) -> None:
     assert verify.value.field == "customer_id"
 
 
-def test_withdrawing_consent_deletes_the_voiceprint(voice: Voice) -> None:
+def test_withdrawing_consent_in_the_profile_deletes_the_voiceprint(voice: Voice) -> None:
     customer_id = voice.customer()
     files = voxforge(BOB)
+    voice.consent(customer_id)
     with voice.client() as client:
-        client.grant_consent(customer_id)
         client.enroll_audio(customer_id, "c", [f.read_bytes() for f in files[:2]], FLAC)
         assert client.get_voiceprint(customer_id).utterance_count == 2
         # Re-enrolling replaces the voiceprint.
         assert client.enroll_audio(customer_id, "c", [files[2].read_bytes()],
                                    FLAC).utterance_count == 1
-        withdrawn = client.withdraw_consent(customer_id)
-        assert not withdrawn.granted
+        voice.consent(customer_id, granted=False)
+        # Refused at once, before the worker has read the withdrawal...
+        with pytest.raises(FailedPrecondition) as refused:
+            client.verify_audio(customer_id, "c", files[3].read_bytes(), FLAC)
+        assert refused.value.reason == "BIOMETRIC_CONSENT_REQUIRED"
+        # ...and deleted once it has (it polls every second).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                client.get_voiceprint(customer_id)
+            except NotFound:
+                break
+            time.sleep(0.2)
         with pytest.raises(NotFound):
             client.get_voiceprint(customer_id)
-        with pytest.raises(FailedPrecondition):
-            client.verify_audio(customer_id, "c", files[3].read_bytes(), FLAC)
-        client.grant_consent(customer_id)
+        voice.consent(customer_id)
         client.enroll_audio(customer_id, "c", [files[2].read_bytes()], FLAC)
         client.delete_voiceprint(customer_id)
         with pytest.raises(NotFound) as gone:
@@ -245,12 +274,23 @@ def test_withdrawing_consent_deletes_the_voiceprint(voice: Voice) -> None:
     assert gone.value.reason == "VOICEPRINT_NOT_FOUND"
 
 
+def test_a_withdrawal_of_another_purpose_keeps_the_voiceprint(voice: Voice) -> None:
+    customer_id = voice.customer()
+    voice.consent(customer_id)
+    with voice.client() as client, voice.profile() as profile:
+        client.enroll_audio(customer_id, "c", [f.read_bytes() for f in voxforge(BOB)[:2]],
+                            FLAC)
+        profile.set_consent(customer_id, "marketing", False, text_version="m-1", channel="app")
+        time.sleep(2.5)  # more than two polls of the worker
+        assert client.get_voiceprint(customer_id).utterance_count == 2
+
+
 def test_an_unknown_customer_is_not_found(voice: Voice) -> None:
     with voice.client() as client:
         with pytest.raises(NotFound):
-            client.grant_consent("0" * 26)
+            client.get_voiceprint("0" * 26)
         with pytest.raises(InvalidArgument) as bad:
-            client.grant_consent("not-an-id")
+            client.get_voiceprint("not-an-id")
     assert bad.value.field == "customer_id"
 
 
@@ -373,8 +413,7 @@ def test_the_database_holds_no_template_in_plaintext(voice: Voice, enrolled: str
 
 def test_the_ivr_simulator_streams_wav_files(voice: Voice, tmp_path: Path) -> None:
     customer_id = voice.customer()
-    with voice.client() as client:
-        client.grant_consent(customer_id)
+    voice.consent(customer_id)
     wavs = []
     for i, path in enumerate(voxforge(BOB)[:3]):
         samples, rate = read(path)

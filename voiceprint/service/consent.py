@@ -1,11 +1,8 @@
-"""Biometric consent: the interface the voiceprint domain needs, and a temporary home.
+"""Biometric consent comes from the profile (decision 0502).
 
-The profile service (issue 4, built in parallel) will own consents. Until it
-lands, :class:`TableBiometricConsent` keeps them in ``voiceprint_consents``;
-swapping it for the profile's implementation of :class:`BiometricConsent`
-changes no caller. A withdrawal deletes the voiceprint: the profile's
-"biometric consent withdrawn" event is to call
-:meth:`VoiceprintService.on_biometric_consent_withdrawn`. See decision 0010.
+:class:`ProfileBiometricConsent` asks the profile's ``ConsentService`` (purpose
+``biometrics``) before every enrollment and verification, so a withdrawn consent
+stops use at once; :mod:`.withdrawals` then deletes the voiceprint.
 """
 
 from __future__ import annotations
@@ -13,7 +10,9 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from singleid.db import Database
-from singleid.voiceprint import models
+from singleid.profile.service import ConsentService
+
+BIOMETRICS = "biometrics"
 
 
 @runtime_checkable
@@ -23,13 +22,11 @@ class BiometricConsent(Protocol):
     def has_biometric_consent(self, customer_id: str) -> bool: ...
 
 
-class TableBiometricConsent:
-    """Temporary: consents kept by the voiceprint domain itself (``voiceprint_consents``)."""
+class ProfileBiometricConsent:
+    """The profile's consent for the purpose ``biometrics``."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._consents = ConsentService(db)
 
     def has_biometric_consent(self, customer_id: str) -> bool:
-        with self._db.read() as session:
-            row = session.get(models.VoiceprintConsent, customer_id)
-            return bool(row is not None and row.granted)
+        return self._consents.has_consent(customer_id, BIOMETRICS)

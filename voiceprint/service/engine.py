@@ -42,7 +42,7 @@ class VoiceEngine:
                                                settings.torch_threads)
         self.table = table or self._load_table()
         self.operating_point = self._point(settings.operating_point)
-        self.watchlist_point = self._point(settings.watchlist_operating_point)
+        self.watchlist_point = self._raw_point(settings.watchlist_operating_point)
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +76,14 @@ class VoiceEngine:
         if point is None:
             raise CalibrationError(f"operating point {name!r} is not in the calibration table "
                                    f"(has {', '.join(sorted(self.table.operating_points))})")
+        return point
+
+    def _raw_point(self, name: str) -> OperatingPoint:
+        """An operating point on cosine scores: the watchlist search is not normalised."""
+        point = self.table.raw_point(name)
+        if point is None:
+            raise CalibrationError(f"operating point {name!r} on raw scores is not in the "
+                                   "calibration table: calibrate again")
         return point
 
     def process(self, item: AudioInput, *, field: str, min_speech: float) -> Processed:

@@ -58,13 +58,6 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
-class ConsentView:
-    customer_id: str
-    granted: bool
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
 class WatchlistEntryView:
     entry_id: str
     label: str

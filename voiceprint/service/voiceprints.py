@@ -31,11 +31,10 @@ from singleid.idp.service import CustomerService
 from singleid.idp.service.types import Lookup
 from singleid.keyring import Keyring, Sealed
 from singleid.voiceprint import audio, fingerprint, models
-from singleid.voiceprint.service.consent import BiometricConsent, TableBiometricConsent
+from singleid.voiceprint.service.consent import BiometricConsent, ProfileBiometricConsent
 from singleid.voiceprint.service.engine import Processed, VoiceEngine, decode, embed
 from singleid.voiceprint.service.types import (
     AudioInput,
-    ConsentView,
     Decision,
     VerifyResult,
     VoiceprintView,
@@ -52,11 +51,12 @@ class VoiceprintService:
     def __init__(self, db: Database, keyring: Keyring, engine: VoiceEngine,
                  customers: CustomerService | None = None,
                  consent: BiometricConsent | None = None) -> None:
+
         self._db = db
         self._keyring = keyring
         self.engine = engine
         self._customers = customers or CustomerService(db, keyring)
-        self.consent = consent or TableBiometricConsent(db)
+        self.consent = consent or ProfileBiometricConsent(db)
         self.watchlist = WatchlistIndex(db, keyring, engine.model_id, engine.model_version,
                                         engine.encoder.dim)
         self._settings = engine.settings
@@ -166,25 +166,13 @@ class VoiceprintService:
         customer_id = self._customer(customer_id)
 
         def apply(session: Session) -> None:
-            if not self._delete(session, customer_id, reason="requested"):
+            if not remove_voiceprint(session, customer_id, reason="requested"):
                 raise NotFound("the customer has no voiceprint", reason="VOICEPRINT_NOT_FOUND",
                                field="customer_id")
 
         self._db.run_write(lambda session: idempotency.run_once(
             session, "voiceprint.delete", idempotency_key, {"customer_id": customer_id},
             lambda: apply(session), None))
-
-    def _delete(self, session: Session, customer_id: str, *, reason: str) -> bool:
-        session.execute(delete(models.VoiceFingerprint)
-                        .where(models.VoiceFingerprint.customer_id == customer_id))
-        row = session.get(models.Voiceprint, customer_id)
-        if row is None:
-            return False
-        session.delete(row)
-        events.emit(session, type="voiceprint.deleted", source=SOURCE,
-                    subject=f"customers/{customer_id}/voiceprint",
-                    data={"customer_id": customer_id, "reason": reason})
-        return True
 
     # -- verification --------------------------------------------------------------
 
@@ -245,14 +233,15 @@ class VoiceprintService:
         table = self.engine.table
         point = self.engine.operating_point
         score = float(np.dot(template, processed.embedding))
-        llr = table.llr(score)
-        accepted = score >= point.threshold and not replay
+        decision_score = table.normalise(score, template, processed.embedding)
+        llr = table.llr(decision_score)
+        accepted = decision_score >= point.threshold and not replay
         step_up = (not replay) and abs(llr - table.llr(point.threshold)) < \
             self._settings.grey_zone_llr
         matches = self.watchlist.search(processed.embedding, self.engine.watchlist_point.threshold)
         return VerifyResult(
             customer_id=customer_id, decision=Decision.ACCEPT if accepted else Decision.REJECT,
-            raw_score=score, llr=llr, probability=table.probability(score),
+            raw_score=score, llr=llr, probability=table.probability(decision_score),
             threshold=point.threshold, operating_point=self._settings.operating_point,
             step_up_recommended=step_up, net_speech_seconds=processed.net_speech_seconds,
             model_id=self.engine.model_id, replay_detected=replay, watchlist_matches=matches)
@@ -288,44 +277,10 @@ class VoiceprintService:
             session.execute(delete(models.VoiceFingerprint)
                             .where(models.VoiceFingerprint.id.in_(stale)))
 
-    # -- consent (temporary home; see consent.py) --------------------------------------
-
-    def grant_consent(self, customer_id: str, idempotency_key: str = "") -> ConsentView:
-        idempotency.check_key(idempotency_key)
-        customer_id = self._customer(customer_id)
-        return self._db.run_write(lambda session: idempotency.run_once(
-            session, "voiceprint.consent.grant", idempotency_key, {"customer_id": customer_id},
-            lambda: self._set_consent(session, customer_id, granted=True), ConsentView))
-
-    def withdraw_consent(self, customer_id: str, idempotency_key: str = "") -> ConsentView:
-        """Withdraws the consent and deletes the voiceprint in the same transaction."""
-        idempotency.check_key(idempotency_key)
-        customer_id = self._customer(customer_id)
-        return self._db.run_write(lambda session: idempotency.run_once(
-            session, "voiceprint.consent.withdraw", idempotency_key,
-            {"customer_id": customer_id},
-            lambda: self._set_consent(session, customer_id, granted=False), ConsentView))
-
-    def on_biometric_consent_withdrawn(self, customer_id: str) -> None:
-        """The handler for the profile service's consent-withdrawn event: delete the voiceprint."""
-        self._db.run_write(lambda session: self._delete(session, customer_id,
-                                                         reason="consent_withdrawn"))
-
-    def _set_consent(self, session: Session, customer_id: str, *, granted: bool) -> ConsentView:
-        now = utcnow()
-        row = session.get(models.VoiceprintConsent, customer_id)
-        if row is None:
-            row = models.VoiceprintConsent(customer_id=customer_id, granted=granted,
-                                           updated_at=now)
-            session.add(row)
-        row.granted = granted
-        row.updated_at = now
-        if not granted:
-            self._delete(session, customer_id, reason="consent_withdrawn")
-        events.emit(session, type="voiceprint.consent_changed", source=SOURCE,
-                    subject=f"customers/{customer_id}",
-                    data={"customer_id": customer_id, "granted": granted})
-        return ConsentView(customer_id=customer_id, granted=granted, updated_at=now)
+    def on_biometric_consent_withdrawn(self, customer_id: str) -> bool:
+        """Delete the voiceprint of a customer who withdrew consent (whether there was one)."""
+        return self._db.run_write(lambda session: remove_voiceprint(
+            session, customer_id, reason="consent_withdrawn"))
 
     # -- watchlist ------------------------------------------------------------------
 
@@ -375,6 +330,20 @@ class VoiceprintService:
         self._db.run_write(lambda session: idempotency.run_once(
             session, "voiceprint.watchlist.delete", idempotency_key, {"entry_id": entry_id},
             lambda: apply(session), None))
+
+
+def remove_voiceprint(session: Session, customer_id: str, *, reason: str) -> bool:
+    """Delete a voiceprint and its replay fingerprints, with the event; whether there was one."""
+    session.execute(delete(models.VoiceFingerprint)
+                    .where(models.VoiceFingerprint.customer_id == customer_id))
+    row = session.get(models.Voiceprint, customer_id)
+    if row is None:
+        return False
+    session.delete(row)
+    events.emit(session, type="voiceprint.deleted", source=SOURCE,
+                subject=f"customers/{customer_id}/voiceprint",
+                data={"customer_id": customer_id, "reason": reason})
+    return True
 
 
 def template_of(embeddings: Sequence[audio.Samples]) -> audio.Samples:

@@ -26,7 +26,7 @@ from singleid.errors import AlreadyExists, NotFound, Violations
 from singleid.idp.oidc import models
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-SCOPES = ("openid", "profile", "email", "phone")
+SCOPES = ("openid", "profile", "email", "phone", "address")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("RS256", "ES256")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{1,127}$")

@@ -47,18 +47,19 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from singleid import events
 from singleid.db import Database, utcnow
-from singleid.idp import models as idp_models
 from singleid.idp.oidc import models
+from singleid.idp.oidc.service.claims import CLAIMS_SUPPORTED, ClaimSource
 from singleid.idp.oidc.service.clients import SCOPES, ClientService, OidcClient
 from singleid.idp.oidc.service.keys import ALGORITHMS, SigningKeys
-from singleid.idp.oidc.service.sessions import SessionService, SessionView
-from singleid.idp.service import records
-from singleid.keyring import Keyring, Sealed
+from singleid.idp.oidc.service.sessions import NewSession, SessionService, SessionView
+from singleid.keyring import Keyring
+from singleid.profile.service import ProfileService
 
 # Authlib logs whole token responses at DEBUG; tokens never go to our logs.
 logging.getLogger("authlib").setLevel(logging.INFO)
@@ -67,6 +68,8 @@ CODE_TTL = timedelta(seconds=60)
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_TTL = timedelta(days=30)
 ID_TOKEN_SECONDS = 3600
+ASSERTION_PRUNE_SECONDS = 60
+LAST_EPOCH_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 EVENT_SOURCE = "/singleid/idp/oidc"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -190,6 +193,9 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         data = {key: values[0] for key, values in datalist.items()}
         self.payload = _Payload(data, datalist)
         self._form = data
+        # A sign-in's session, written with the code it issues (one transaction, one
+        # commit less per login); see Provider.save_code.
+        self.new_session: NewSession | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -201,6 +207,19 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
 
 
 Reply = tuple[int, Any, list[tuple[str, str]]]
+
+# Prebuilt Core statements for the sign-in path (one login: a consent check and a
+# code): ORM flushes and per-call statements cost more there than the queries.
+_INSERT_SESSION = insert(models.BrowserSession)
+_INSERT_GRANT = insert(models.Grant)
+_INSERT_CODE = insert(models.AuthorizationCode)
+_INSERT_SESSION_CLIENT = insert(models.SessionClient)
+_SESSION_CLIENT = select(models.SessionClient.sid).where(
+    models.SessionClient.sid == bindparam("sid"),
+    models.SessionClient.client_id == bindparam("client_id"))
+_CONSENTED = select(models.Consent.scopes).where(
+    models.Consent.customer_id == bindparam("customer_id"),
+    models.Consent.client_id == bindparam("client_id"))
 
 
 # -- Authlib's extension points ---------------------------------------------------
@@ -317,7 +336,12 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         return KeySet.import_key_set(jwks)
 
     def validate_jti(self, claims: Mapping[str, Any], jti: str) -> bool:
-        return self.provider.remember_jti(str(claims.get("sub", "")), jti)
+        # Authlib has checked the signature, and that exp is present and not past (with
+        # its leeway, so the row outlives that too); a far-future exp is kept as the
+        # last second a datetime can hold.
+        until = min(int(claims["exp"]) + self.leeway, LAST_EPOCH_SECOND)
+        return self.provider.remember_jti(str(claims.get("sub", "")), str(jti),
+                                          utc_from_epoch(until))
 
 
 class _Revocation(RevocationEndpoint):  # type: ignore[misc]
@@ -388,6 +412,7 @@ class Provider:
     clients: ClientService = field(init=False)
     keys: SigningKeys = field(init=False)
     sessions: SessionService = field(init=False)
+    claim_source: ClaimSource = field(init=False)
     server: _Server = field(init=False)
 
     PATHS: ClassVar[dict[str, str]] = {
@@ -400,6 +425,8 @@ class Provider:
         self.clients = ClientService(self.db)
         self.keys = SigningKeys(self.db, self.keyring)
         self.sessions = SessionService(self.db)
+        self.claim_source = ClaimSource(self.db, self.keyring,
+                                        ProfileService.configured(self.db, self.keyring))
         server = _Server(self)
         server.register_token_generator("default", BearerTokenGenerator(
             access_token_generator=lambda **_: secrets.token_urlsafe(32),
@@ -413,7 +440,7 @@ class Provider:
         server.register_endpoint(_Revocation)
         server.register_endpoint(_Introspection)
         self.server = server
-        self._jtis: dict[str, float] = {}
+        self._next_prune = 0.0
 
     def endpoint(self, name: str) -> str:
         return self.issuer + self.PATHS[name]
@@ -443,8 +470,7 @@ class Provider:
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
-                                 "acr", "amr", "at_hash", "sid", "name", "email",
-                                 "email_verified", "phone_number", "phone_number_verified"],
+                                 "acr", "amr", "at_hash", "sid", *CLAIMS_SUPPORTED],
             "prompt_values_supported": ["none", "login", "consent"],
             "ui_locales_supported": ["ru", "en"],
             "claims_parameter_supported": False,
@@ -560,9 +586,10 @@ class Provider:
         return ErrorPage(error, description)
 
     def _has_consent(self, customer_id: str, client_id: str, scopes: tuple[str, ...]) -> bool:
-        with self.db.read() as session:
-            row = session.get(models.Consent, (customer_id, client_id))
-            return row is not None and set(scopes) <= set(row.scopes)
+        with self.db.read_connection() as connection:
+            granted = connection.execute(_CONSENTED, {"customer_id": customer_id,
+                                                      "client_id": client_id}).scalar()
+        return granted is not None and set(scopes) <= set(granted)
 
     def record_consent(self, customer_id: str, client_id: str, scopes: tuple[str, ...]) -> None:
         def apply(session: Session) -> None:
@@ -586,26 +613,35 @@ class Provider:
         data = request.payload.data
         now = utcnow()
         grant_id = secrets.token_hex(16)
+        client_id = request.client.client_id
+        new_session: NewSession | None = request.new_session
+        grant = {"id": grant_id, "client_id": client_id, "customer_id": user.customer_id,
+                 "sid": user.sid, "scope": request.scope or "", "created_at": now,
+                 "revoked_at": None}
+        code_row = {
+            "digest": digest(code), "grant_id": grant_id, "client_id": client_id,
+            "customer_id": user.customer_id, "redirect_uri": request.payload.redirect_uri,
+            "scope": request.scope or "", "nonce": data.get("nonce"),
+            "code_challenge": data.get("code_challenge"),
+            "code_challenge_method": data.get("code_challenge_method"),
+            "auth_time": user.auth_time, "acr": user.acr, "amr": list(user.amr),
+            "sid": user.sid, "expires_at": now + CODE_TTL, "used_at": None}
+        link = {"sid": user.sid, "client_id": client_id}
+
         def apply(session: Session) -> None:
-            session.add(models.Grant(id=grant_id, client_id=request.client.client_id,
-                                     customer_id=user.customer_id, sid=user.sid,
-                                     scope=request.scope or "", created_at=now))
-            session.flush()
-            session.add(models.AuthorizationCode(
-                digest=digest(code), grant_id=grant_id, client_id=request.client.client_id,
-                customer_id=user.customer_id, redirect_uri=request.payload.redirect_uri,
-                scope=request.scope or "", nonce=data.get("nonce"),
-                code_challenge=data.get("code_challenge"),
-                code_challenge_method=data.get("code_challenge_method"),
-                auth_time=user.auth_time, acr=user.acr, amr=list(user.amr), sid=user.sid,
-                expires_at=now + CODE_TTL))
-            if user.sid:  # the session now involves this client: tell it at logout
-                session.merge(models.SessionClient(sid=user.sid,
-                                                   client_id=request.client.client_id))
+            if new_session is not None and not new_session.stored:
+                session.execute(_INSERT_SESSION, new_session.values())
+            session.execute(_INSERT_GRANT, grant)
+            session.execute(_INSERT_CODE, code_row)
+            # The session now involves this client: tell it at logout.
+            if user.sid and session.execute(_SESSION_CLIENT, link).first() is None:
+                session.execute(_INSERT_SESSION_CLIENT, link)
 
         # A concurrent code for the same session and client may insert the same
         # session-client row first; the retry then finds it.
         self.db.run_write(apply)
+        if new_session is not None:
+            new_session.stored = True
 
     def find_code(self, code: str, client: OidcClient) -> CodeRecord | None:
         now = utcnow()
@@ -744,15 +780,26 @@ class Provider:
                         data={"grant_id": grant_id, "client_id": grant.client_id,
                               "reason": reason})
 
-    def remember_jti(self, client_id: str, jti: str) -> bool:
-        """False if this client assertion ID was seen (in this process) within its lifetime."""
-        now = time.monotonic()
-        key = f"{client_id}\x00{jti}"
-        if len(self._jtis) > 10_000:
-            self._jtis = {k: t for k, t in self._jtis.items() if now - t < 600}
-        if key in self._jtis:
+    def remember_jti(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """False if this client's assertion ID was used before (by any process).
+
+        The insert is the check: the table's key makes a second use fail, even when
+        two processes race. Expired assertions are refused by their ``exp`` anyway,
+        so their rows are pruned, by the first insert after each prune interval.
+        """
+        now = utcnow()
+        prune = time.monotonic() >= self._next_prune
+        try:
+            with self.db.write() as session:
+                if prune:
+                    session.execute(delete(models.ClientAssertion)
+                                    .where(models.ClientAssertion.expires_at < now))
+                session.execute(insert(models.ClientAssertion).values(
+                    client_id=client_id, jti_digest=digest(jti), expires_at=expires_at))
+        except IntegrityError:
             return False
-        self._jtis[key] = now
+        if prune:
+            self._next_prune = time.monotonic() + ASSERTION_PRUNE_SECONDS
         return True
 
     # -- ID tokens, userinfo --------------------------------------------------------
@@ -788,27 +835,7 @@ class Provider:
         return claims if claims.get("iss") == self.issuer else None
 
     def claims(self, customer_id: str, scope: str) -> dict[str, Any]:
-        """The standard claims the scopes allow, from the customer record."""
-        scopes = set(scope.split())
-        result: dict[str, Any] = {"sub": customer_id}
-        if not scopes & {"profile", "email", "phone"}:
-            return result
-        with self.db.read() as session:
-            customer = records.customer(session, customer_id)
-            if "profile" in scopes:
-                name = records.display_name(self.keyring, customer)
-                if name:
-                    result["name"] = name
-            for row in session.scalars(select(idp_models.CustomerIdentifier).where(
-                    idp_models.CustomerIdentifier.customer_id == customer_id)
-                    .order_by(idp_models.CustomerIdentifier.id)):
-                value = self.keyring.open_text(Sealed(row.key_id, row.ciphertext),
-                                               idp_models.identifier_purpose(row.kind))
-                if row.kind == "email" and "email" in scopes and "email" not in result:
-                    result["email"], result["email_verified"] = value, row.verified
-                if row.kind == "phone" and "phone" in scopes and "phone_number" not in result:
-                    result["phone_number"], result["phone_number_verified"] = value, row.verified
-        return result
+        return self.claim_source.claims(customer_id, scope)
 
     def userinfo(self, access_token: str) -> dict[str, Any] | None:
         record = self.find_token(access_token)

@@ -11,8 +11,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from singleid.db import Database, utcnow
 from singleid.idp.oidc import models
@@ -32,6 +33,23 @@ class SessionView:
     amr: tuple[str, ...]
 
 
+@dataclass
+class NewSession:
+    """A session just signed in to: its cookie, and whether its row is written yet."""
+
+    cookie: str
+    view: SessionView
+    stored: bool = False
+
+    def values(self) -> dict[str, Any]:
+        """Its ``oidc_sessions`` row."""
+        view = self.view
+        return {"digest": _digest(self.cookie), "sid": view.sid,
+                "customer_id": view.customer_id, "auth_time": view.auth_time, "acr": view.acr,
+                "amr": list(view.amr), "created_at": view.auth_time,
+                "last_seen_at": view.auth_time, "ended_at": None}
+
+
 def _digest(cookie: str) -> bytes:
     return hashlib.sha256(cookie.encode()).digest()
 
@@ -42,14 +60,21 @@ class SessionService:
 
     def create(self, customer_id: str, *, acr: str,
                amr: tuple[str, ...]) -> tuple[str, SessionView]:
-        cookie = secrets.token_urlsafe(32)
+        new = self.start(customer_id, acr=acr, amr=amr)
+        self.store(new)
+        return new.cookie, new.view
+
+    @staticmethod
+    def start(customer_id: str, *, acr: str, amr: tuple[str, ...]) -> NewSession:
+        """A session not stored yet: the caller stores it, alone or in its own transaction."""
         now = utcnow()
-        sid = secrets.token_hex(16)
+        view = SessionView(secrets.token_hex(16), customer_id, now, acr, amr)
+        return NewSession(secrets.token_urlsafe(32), view)
+
+    def store(self, new: NewSession) -> None:
         with self._db.write() as session:
-            session.add(models.BrowserSession(
-                digest=_digest(cookie), sid=sid, customer_id=customer_id, auth_time=now,
-                acr=acr, amr=list(amr), created_at=now, last_seen_at=now))
-        return cookie, SessionView(sid, customer_id, now, acr, amr)
+            session.execute(insert(models.BrowserSession), new.values())
+        new.stored = True
 
     def get(self, cookie: str | None, now: datetime | None = None) -> SessionView | None:
         """The live session the cookie names, or None (unknown, ended, idle or too old)."""

@@ -74,16 +74,6 @@ class VoiceprintServiceStub:
                 request_serializer=singleid_dot_v1_dot_voiceprint__pb2.DeleteVoiceprintRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
-        self.GrantBiometricConsent = channel.unary_unary(
-                '/singleid.v1.VoiceprintService/GrantBiometricConsent',
-                request_serializer=singleid_dot_v1_dot_voiceprint__pb2.GrantBiometricConsentRequest.SerializeToString,
-                response_deserializer=singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.FromString,
-                _registered_method=True)
-        self.WithdrawBiometricConsent = channel.unary_unary(
-                '/singleid.v1.VoiceprintService/WithdrawBiometricConsent',
-                request_serializer=singleid_dot_v1_dot_voiceprint__pb2.WithdrawBiometricConsentRequest.SerializeToString,
-                response_deserializer=singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.FromString,
-                _registered_method=True)
         self.CreateWatchlistEntry = channel.unary_unary(
                 '/singleid.v1.VoiceprintService/CreateWatchlistEntry',
                 request_serializer=singleid_dot_v1_dot_voiceprint__pb2.CreateWatchlistEntryRequest.SerializeToString,
@@ -151,23 +141,10 @@ class VoiceprintServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GrantBiometricConsent(self, request, context):
-        """Records the customer's biometric consent (temporary home until the
-        profile service owns consents; see docs/decisions).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def WithdrawBiometricConsent(self, request, context):
-        """Withdraws the consent; the voiceprint is deleted in the same transaction.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def CreateWatchlistEntry(self, request, context):
-        """Adds a known fraudster's voice to the watchlist every verification is searched against.
+        """Biometric consent is the profile's (ProfileService.SetConsent, purpose
+        "biometrics"); withdrawing it there deletes the voiceprint.
+        Adds a known fraudster's voice to the watchlist every verification is searched against.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,16 +188,6 @@ def add_VoiceprintServiceServicer_to_server(servicer, server):
                     servicer.DeleteVoiceprint,
                     request_deserializer=singleid_dot_v1_dot_voiceprint__pb2.DeleteVoiceprintRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-            'GrantBiometricConsent': grpc.unary_unary_rpc_method_handler(
-                    servicer.GrantBiometricConsent,
-                    request_deserializer=singleid_dot_v1_dot_voiceprint__pb2.GrantBiometricConsentRequest.FromString,
-                    response_serializer=singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.SerializeToString,
-            ),
-            'WithdrawBiometricConsent': grpc.unary_unary_rpc_method_handler(
-                    servicer.WithdrawBiometricConsent,
-                    request_deserializer=singleid_dot_v1_dot_voiceprint__pb2.WithdrawBiometricConsentRequest.FromString,
-                    response_serializer=singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.SerializeToString,
             ),
             'CreateWatchlistEntry': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWatchlistEntry,
@@ -404,60 +371,6 @@ class VoiceprintService:
             '/singleid.v1.VoiceprintService/DeleteVoiceprint',
             singleid_dot_v1_dot_voiceprint__pb2.DeleteVoiceprintRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GrantBiometricConsent(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/singleid.v1.VoiceprintService/GrantBiometricConsent',
-            singleid_dot_v1_dot_voiceprint__pb2.GrantBiometricConsentRequest.SerializeToString,
-            singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def WithdrawBiometricConsent(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/singleid.v1.VoiceprintService/WithdrawBiometricConsent',
-            singleid_dot_v1_dot_voiceprint__pb2.WithdrawBiometricConsentRequest.SerializeToString,
-            singleid_dot_v1_dot_voiceprint__pb2.BiometricConsent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,14 +57,11 @@ class VoiceprintServiceStub:
     GetVoiceprint: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.GetVoiceprintRequest, _voiceprint_pb2.Voiceprint]
     DeleteVoiceprint: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.DeleteVoiceprintRequest, _empty_pb2.Empty]
     """Removes the voiceprint and the replay fingerprints kept for it."""
-    GrantBiometricConsent: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.GrantBiometricConsentRequest, _voiceprint_pb2.BiometricConsent]
-    """Records the customer's biometric consent (temporary home until the
-    profile service owns consents; see docs/decisions).
-    """
-    WithdrawBiometricConsent: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.WithdrawBiometricConsentRequest, _voiceprint_pb2.BiometricConsent]
-    """Withdraws the consent; the voiceprint is deleted in the same transaction."""
     CreateWatchlistEntry: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.CreateWatchlistEntryRequest, _voiceprint_pb2.WatchlistEntry]
-    """Adds a known fraudster's voice to the watchlist every verification is searched against."""
+    """Biometric consent is the profile's (ProfileService.SetConsent, purpose
+    "biometrics"); withdrawing it there deletes the voiceprint.
+    Adds a known fraudster's voice to the watchlist every verification is searched against.
+    """
     DeleteWatchlistEntry: _grpc.UnaryUnaryMultiCallable[_voiceprint_pb2.DeleteWatchlistEntryRequest, _empty_pb2.Empty]
 
 @_typing.type_check_only
@@ -95,14 +92,11 @@ class VoiceprintServiceAsyncStub(VoiceprintServiceStub):
     GetVoiceprint: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.GetVoiceprintRequest, _voiceprint_pb2.Voiceprint]  # type: ignore[assignment]
     DeleteVoiceprint: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.DeleteVoiceprintRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes the voiceprint and the replay fingerprints kept for it."""
-    GrantBiometricConsent: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.GrantBiometricConsentRequest, _voiceprint_pb2.BiometricConsent]  # type: ignore[assignment]
-    """Records the customer's biometric consent (temporary home until the
-    profile service owns consents; see docs/decisions).
-    """
-    WithdrawBiometricConsent: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.WithdrawBiometricConsentRequest, _voiceprint_pb2.BiometricConsent]  # type: ignore[assignment]
-    """Withdraws the consent; the voiceprint is deleted in the same transaction."""
     CreateWatchlistEntry: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.CreateWatchlistEntryRequest, _voiceprint_pb2.WatchlistEntry]  # type: ignore[assignment]
-    """Adds a known fraudster's voice to the watchlist every verification is searched against."""
+    """Biometric consent is the profile's (ProfileService.SetConsent, purpose
+    "biometrics"); withdrawing it there deletes the voiceprint.
+    Adds a known fraudster's voice to the watchlist every verification is searched against.
+    """
     DeleteWatchlistEntry: _aio.UnaryUnaryMultiCallable[_voiceprint_pb2.DeleteWatchlistEntryRequest, _empty_pb2.Empty]  # type: ignore[assignment]
 
 class VoiceprintServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -168,30 +162,15 @@ class VoiceprintServiceServicer(metaclass=_abc_1.ABCMeta):
         """Removes the voiceprint and the replay fingerprints kept for it."""
 
     @_abc_1.abstractmethod
-    def GrantBiometricConsent(
-        self,
-        request: _voiceprint_pb2.GrantBiometricConsentRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_voiceprint_pb2.BiometricConsent, _abc.Awaitable[_voiceprint_pb2.BiometricConsent]]:
-        """Records the customer's biometric consent (temporary home until the
-        profile service owns consents; see docs/decisions).
-        """
-
-    @_abc_1.abstractmethod
-    def WithdrawBiometricConsent(
-        self,
-        request: _voiceprint_pb2.WithdrawBiometricConsentRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_voiceprint_pb2.BiometricConsent, _abc.Awaitable[_voiceprint_pb2.BiometricConsent]]:
-        """Withdraws the consent; the voiceprint is deleted in the same transaction."""
-
-    @_abc_1.abstractmethod
     def CreateWatchlistEntry(
         self,
         request: _voiceprint_pb2.CreateWatchlistEntryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_voiceprint_pb2.WatchlistEntry, _abc.Awaitable[_voiceprint_pb2.WatchlistEntry]]:
-        """Adds a known fraudster's voice to the watchlist every verification is searched against."""
+        """Biometric consent is the profile's (ProfileService.SetConsent, purpose
+        "biometrics"); withdrawing it there deletes the voiceprint.
+        Adds a known fraudster's voice to the watchlist every verification is searched against.
+        """
 
     @_abc_1.abstractmethod
     def DeleteWatchlistEntry(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from singleid.idp.oidc.testing import Oidc, start_oidc
@@ -15,3 +16,10 @@ def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oidc]:
     provider = start_oidc(tmp_path_factory.mktemp("oidc") / "data")
     yield provider
     provider.server.stop()
+
+
+@pytest.fixture
+def channel(oidc: Oidc) -> Iterator[grpc.Channel]:
+    """The one place the OIDC tests open a gRPC channel to the provider's server."""
+    with grpc.insecure_channel(oidc.server.grpc_addr) as opened:
+        yield opened
