@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import token_set_ratio
 
 from singleid.matching.names import Gender
@@ -59,11 +60,30 @@ def _first_name(a: Features, b: Features) -> int:
     if a.first == b.first:
         return 0
     if (a.first_full == b.first_full or a.first_skel == b.first_skel
-            or a.first_forms & b.first_forms):
-        return 1  # Саша ~ Александр, Yuliya ~ Юлия
+            or a.first_forms & b.first_forms or _swapped(a, b)):
+        return 1  # Саша ~ Александр, Yuliya ~ Юлия; or first and last name swapped
     if _jw(a.first_skel, b.first_skel) >= 0.88 or _jw(a.first_full, b.first_full) >= 0.88:
         return 2
-    return 3
+    # Иогрь ~ Игорь, Зиа ~ Зина (Зинаида): a typo, often in a short form. Two known
+    # names stay different however close (Валя and Галя are two women).
+    if not (a.first_known and b.first_known) and (
+            _one_edit_apart(a.first_cyr, b.first_spellings)
+            or _one_edit_apart(b.first_cyr, a.first_spellings)):
+        return 3
+    return 4
+
+
+def _swapped(a: Features, b: Features) -> bool:
+    """Иванов Иван against Иван Иванов: each side's first name is the other's last."""
+    return (bool(a.first_skel and a.last_skel and b.first_skel and b.last_skel)
+            and a.first_skel != a.last_skel
+            and _jw(a.first_skel, b.last_skel) >= 0.88 and _jw(a.last_skel, b.first_skel) >= 0.88)
+
+
+def _one_edit_apart(name: str, spellings: frozenset[str]) -> bool:
+    """One insertion, deletion, substitution or swap of neighbours from any spelling."""
+    return len(name) >= 3 and any(OSA.distance(name, s, score_cutoff=1) <= 1
+                                  for s in spellings)
 
 
 def _last_name(a: Features, b: Features) -> int:
@@ -71,8 +91,8 @@ def _last_name(a: Features, b: Features) -> int:
         return NULL
     if a.last == b.last:
         return 0
-    if a.last_skel == b.last_skel:
-        return 1  # Щербаков ~ Shcherbakov ~ Scherbakov
+    if a.last_skel == b.last_skel or _swapped(a, b):
+        return 1  # Щербаков ~ Shcherbakov ~ Scherbakov; or the names swapped
     # Иванов ~ Иванова: the same family name in the other gender's form.
     if a.last_phon == b.last_phon or _jw(a.last_skel, b.last_skel) >= 0.92:
         return 2
@@ -114,6 +134,20 @@ def _exact(attr: str) -> Callable[[Features, Features], int]:
     return compare
 
 
+def _city(a: Features, b: Features) -> int:
+    """The cities, or one side's city against the other's address (г москва ул ...)."""
+    x, y = a.person.city, b.person.city
+    if x and y:
+        return 0 if x == y else 1
+    if (x and _address_in(x, b.person.address)) or (y and _address_in(y, a.person.address)):
+        return 0
+    return NULL
+
+
+def _address_in(city: str, address: str) -> bool:
+    return address.removeprefix("г ").startswith(city + " ")
+
+
 def _email(a: Features, b: Features) -> int:
     x, y = a.person.email, b.person.email
     if not x or not y:
@@ -131,16 +165,20 @@ def _passport(a: Features, b: Features) -> int:
         return NULL
     if x == y:
         return 0
-    if Levenshtein.distance(x, y) == 1:
-        return 1
+    if OSA.distance(x, y) == 1:
+        return 1  # one digit mistyped, or two neighbours swapped
     return 2
+
+
+# Optional words of an address ("г", "ул", "д", "кв"): one system writes them, another not.
+_DESIGNATORS = re.compile(r"\b(?:г|ул|д|кв|к|пр|пер)\b ?")
 
 
 def _address(a: Features, b: Features) -> int:
     x, y = a.person.address, b.person.address
     if not x or not y:
         return NULL
-    score = token_set_ratio(x, y)
+    score = token_set_ratio(_DESIGNATORS.sub("", x), _DESIGNATORS.sub("", y))
     if score >= 95:
         return 0
     if score >= 75:
@@ -149,8 +187,10 @@ def _address(a: Features, b: Features) -> int:
 
 
 COMPARISONS: tuple[Comparison, ...] = (
-    Comparison("first_name", ("exact", "diminutive_or_translit", "jaro_winkler_0.88", "else"),
-               _first_name, tf_value=lambda f: f.first_full, default_m=(0.75, 0.17, 0.05, 0.03)),
+    Comparison("first_name", ("exact", "diminutive_or_translit", "jaro_winkler_0.88",
+                              "one_edit_from_a_spelling", "else"),
+               _first_name, tf_value=lambda f: f.first_full,
+               default_m=(0.75, 0.17, 0.04, 0.02, 0.02)),
     Comparison("last_name", ("exact", "translit", "phonetic_or_jw_0.92", "jaro_winkler_0.8",
                              "else"), _last_name, tf_value=lambda f: f.last_skel,
                default_m=(0.7, 0.1, 0.1, 0.03, 0.07)),
@@ -164,7 +204,7 @@ COMPARISONS: tuple[Comparison, ...] = (
                tf_value=lambda f: f.person.email, default_m=(0.7, 0.05, 0.25)),
     Comparison("passport", ("exact", "one_digit_typo", "else"), _passport,
                default_m=(0.93, 0.05, 0.02)),
-    Comparison("city", ("exact", "else"), _exact("city"), tf_value=lambda f: f.person.city,
+    Comparison("city", ("exact", "else"), _city, tf_value=lambda f: f.person.city,
                default_m=(0.8, 0.2)),
     Comparison("address", ("same", "similar", "else"), _address, default_m=(0.6, 0.2, 0.2)),
 )
@@ -186,9 +226,10 @@ def compare(a: Features, b: Features) -> tuple[int, ...]:
 def blocking_keys(f: Features) -> list[str]:
     """The blocking rules: a pair is compared when it shares at least one key.
 
-    Exact identifiers; birth date with the surname's sound or the first name's
-    full form (married surnames); the day/month swap; names without the date
-    (typos in the date). Blocks larger than ``MAX_BLOCK_SIZE`` are not compared
+    Exact identifiers; birth date (and its day/month swap) with the surname's
+    sound or the first name's full form (married surnames, typos in the
+    surname); names without the date (typos in the date), with and without the
+    patronymic's initial. Blocks larger than ``MAX_BLOCK_SIZE`` are not compared
     in batch (a shared call-centre phone says nothing).
     """
     p = f.person
@@ -203,10 +244,15 @@ def blocking_keys(f: Features) -> list[str]:
         for i, born in enumerate(date_candidates(f.birth)):
             if f.last_phon:
                 keys.append(f"bl{i}:{born.isoformat()}:{f.last_phon}")
-            if f.first_full and i == 0:
+            if f.first_full:
                 keys.append(f"bf:{born.isoformat()}:{f.first_full}")
+            if i == 0 and f.first_skel and f.last_skel:  # first and last name swapped
+                keys.append(f"bx:{born.isoformat()}:" + ":".join(sorted((f.first_skel,
+                                                                        f.last_skel))))
     if f.last_skel and f.first_full:
         keys.append(f"nm:{f.last_phon}:{f.first_full}:{f.middle_skel[:1]}")
+        if f.middle_skel:  # a side without a patronymic meets one with it
+            keys.append(f"nm:{f.last_phon}:{f.first_full}:")
     return keys
 
 
@@ -249,6 +295,11 @@ class Model:
     def from_dict(cls, doc: dict[str, Any]) -> Model:
         return cls(m=doc["m"], u=doc["u"], prior=doc["prior"], tf=doc.get("tf", {}),
                    records=doc.get("records", 0))
+
+    def fits_comparisons(self) -> bool:
+        """Whether it was fitted for today's comparisons (a saved model may predate a level)."""
+        return all(len(self.m.get(c.name, ())) == len(self.u.get(c.name, ())) == len(c.levels)
+                   for c in COMPARISONS)
 
     def level_weight(self, comparison: Comparison, level: int, a: Features) -> float:
         """log2(m/u) of one comparison at one level, term-frequency adjusted."""
@@ -314,34 +365,54 @@ def _probability(weight: float) -> float:
 
 
 STRONG_IDENTIFIERS = ("phone", "email", "passport")
+# Fields whose "else" level says "someone else" when no identifier agrees.
+CONTRADICTING = ("phone", "email", "passport", "address", "city")
 # Rules that contradict identity; they also keep clusters from chaining (see cluster).
 CONFLICT_RULES = frozenset({"PASSPORTS_DIFFER", "BIRTH_DATES_FAR", "FIRST_NAMES_DIFFER",
-                            "GENDERS_DIFFER"})
+                            "PATRONYMICS_DIFFER", "GENDERS_DIFFER", "IDENTIFIERS_DIFFER"})
 
 
 def hard_rules(a: Features, b: Features, levels: tuple[int, ...]) -> list[str]:
     """Why a pair must never merge automatically, however high its weight.
 
     - PASSPORTS_DIFFER: both have a passport and they differ (beyond one typo);
-    - BIRTH_DATES_FAR: birth dates more than a year apart (and not a swap or typo);
+    - BIRTH_DATES_FAR: birth dates more than a year apart (and not a swap or
+      typo), unless the passports, first names and patronymics agree;
     - FIRST_NAMES_DIFFER: first names that are not one name in any spelling or
-      diminutive (twins and family members share everything else);
+      diminutive, nor one typo from one (twins and family members share
+      everything else), unless the passports and birth dates agree;
+    - PATRONYMICS_DIFFER: likewise for patronymics (a mother and a daughter of
+      one name, at one phone);
     - GENDERS_DIFFER: the patronymics (or surname forms) say different genders;
-    - NO_SHARED_IDENTIFIER: no phone, email or passport agrees, and neither does
-      the address: names, dates and a city alone are what namesakes share.
+    - IDENTIFIERS_DIFFER: no phone, email, passport or address agrees, and one
+      of them (or the city) differs: namesakes share names and a birth date,
+      so those merge alone only when nothing on record says "someone else";
+    - NO_SHARED_IDENTIFIER: no identifier agrees and neither do the birth
+      dates: names alone.
     """
     by = dict(zip((c.name for c in COMPARISONS), levels, strict=True))
     rules = []
     if by["passport"] == 2:
         rules.append("PASSPORTS_DIFFER")
-    if by["birth_date"] == 4:
+    # One passport is one person: with it, a wrong first name or birth date is a
+    # typing error, not a twin (twins have passports of their own). A child's
+    # account opened on a parent's passport still differs in name or patronymic.
+    same_passport = by["passport"] == 0
+    if by["birth_date"] == 4 and not (same_passport and by["first_name"] <= 2
+                                      and by["middle_name"] != 2):
         rules.append("BIRTH_DATES_FAR")
-    if by["first_name"] == 3:
+    if by["first_name"] == 4 and not (same_passport and by["birth_date"] in (0, 1, 2)):
         rules.append("FIRST_NAMES_DIFFER")
+    if by["middle_name"] == 2 and not (same_passport and by["birth_date"] in (0, 1, 2)):
+        rules.append("PATRONYMICS_DIFFER")
     if Gender.UNKNOWN not in (a.gender, b.gender) and a.gender != b.gender:
         rules.append("GENDERS_DIFFER")
-    if not any(by[name] == 0 for name in STRONG_IDENTIFIERS) and by["address"] != 0:
-        rules.append("NO_SHARED_IDENTIFIER")
+    shared = any(by[name] == 0 for name in (*STRONG_IDENTIFIERS, "address"))
+    if not shared and by["passport"] != 1:  # a passport one typo off still names one person
+        if any(by[name] == len(BY_NAME[name].levels) - 1 for name in CONTRADICTING):
+            rules.append("IDENTIFIERS_DIFFER")
+        if by["birth_date"] not in (0, 1, 2) or not (by["city"] == 0 or by["address"] == 1):
+            rules.append("NO_SHARED_IDENTIFIER")
     return rules
 
 
@@ -526,6 +597,32 @@ class _Clusters:
 
 
 MAX_CLUSTER_SIZE = 25
+AMBIGUITY_MARGIN = 5.0
+
+
+def _ambiguous(merges: Sequence[PairDecision], conflict: Callable[[int, int], bool]
+               ) -> set[int]:
+    """Records about as confidently like two records that conflict with each other.
+
+    A sparse account (names and a birth date) of one of two namesakes matches
+    both equally; whichever edge came first would decide who it belongs to. It
+    joins neither automatically: its pairs go to review. When one partner is
+    far likelier (``AMBIGUITY_MARGIN`` bits) the strongest-first clustering
+    decides instead.
+    """
+    near: dict[int, list[tuple[float, int]]] = {}
+    for d in merges:
+        near.setdefault(d.i, []).append((d.scored.match_weight, d.j))
+        near.setdefault(d.j, []).append((d.scored.match_weight, d.i))
+    out = set()
+    for record, edges in near.items():
+        if len(edges) < 2:
+            continue
+        best = max(w for w, _ in edges)
+        close = [x for w, x in edges if w >= best - AMBIGUITY_MARGIN][:MAX_CLUSTER_SIZE]
+        if any(conflict(x, y) for k, x in enumerate(close) for y in close[k + 1:]):
+            out.add(record)
+    return out
 
 
 def cluster(n: int, decisions: Sequence[PairDecision],
@@ -535,13 +632,17 @@ def cluster(n: int, decisions: Sequence[PairDecision],
     The rule: two clusters join only when no record of one conflicts with any
     record of the other (``conflict``: a hard rule, or a "not the same person"
     decision). So A~B and B~C cannot glue A to C when A and C are twins or have
-    different passports. A refused edge goes to review instead. Clusters stop at
-    ``MAX_CLUSTER_SIZE`` records.
+    different passports. A record whose auto-merge partners conflict with each
+    other is ambiguous and joins no one (:func:`_ambiguous`). A refused edge goes
+    to review instead. Clusters stop at ``MAX_CLUSTER_SIZE`` records.
     Returns the clusters (more than one record) and the decisions demoted to review.
     """
     clusters = _Clusters(n)
-    demoted: list[PairDecision] = []
-    for d in sorted((d for d in decisions if d.action == "auto_merge"),
+    merges = [d for d in decisions if d.action == "auto_merge"]
+    ambiguous = _ambiguous(merges, conflict)
+    demoted = [PairDecision(d.i, d.j, d.scored, "review") for d in merges
+               if d.i in ambiguous or d.j in ambiguous]
+    for d in sorted((d for d in merges if d.i not in ambiguous and d.j not in ambiguous),
                     key=lambda d: -d.scored.match_weight):
         ra, rb = clusters.find(d.i), clusters.find(d.j)
         if ra == rb:

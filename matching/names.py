@@ -141,6 +141,37 @@ def full_forms(name: str) -> tuple[str, ...]:
     return (canonical,)
 
 
+@lru_cache(maxsize=65_536)
+def spellings(name: str) -> frozenset[str]:
+    """Every way a first name is written, in Cyrillic: its full forms and their diminutives.
+
+    Иогрь (a typo) is one edit from игорь; Зиа is one edit from зина, a
+    diminutive of Зинаида. Comparing a name with the other's spellings lets a
+    typo in a diminutive still agree with the full name.
+    """
+    out = {cyrillic_form(name)}
+    for full in full_forms(name):
+        out.update(_SPELLINGS.get(full, (full,)))
+    out.discard("")
+    return frozenset(out)
+
+
+def is_known(name: str) -> bool:
+    """Whether the diminutives table knows this name (full or short), in any spelling."""
+    return cyrillic_form(name) in FULL_FORMS or canonical_first_name(name) in FULL_FORMS
+
+
+def cyrillic_form(name: str) -> str:
+    """The name in Cyrillic, read back from Latin when written so (Boris -> борис)."""
+    normal = normalize_name(name)
+    return normal if is_cyrillic(normal) or not normal else translit.to_cyrillic(normal)
+
+
+_SPELLINGS: dict[str, set[str]] = {}
+for _short, _forms in FULL_FORMS.items():
+    for _full in _forms:
+        _SPELLINGS.setdefault(_full, {_full}).add(_short)
+
 _BY_SKELETON: dict[str, str] = {}
 for _short, _full in FULL_FORM.items():
     _BY_SKELETON.setdefault(translit.skeleton(_short), _full)

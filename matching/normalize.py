@@ -159,6 +159,7 @@ def address(raw: str) -> str | None:
     text = re.sub(r"\bпр-к?т\b", "пр", text)
     text = re.sub(r"\bб-р\b", "бул", text)
     text = re.sub(r"[^\w/]+", " ", text)
+    text = re.sub(r"\b(д|дом|кв|квартира|корп|корпус)(?=\d)", r"\1 ", text)  # "кв12" -> "кв 12"
     for pattern, replacement in _ABBREVIATION_RULES:
         text = pattern.sub(replacement, text)
     text = re.sub(r"\s+", " ", text).strip()

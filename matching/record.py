@@ -105,6 +105,9 @@ class Features:
     first_full: str        # the full form of the first name (Саша -> александр), skeleton
     first_forms: frozenset[str]  # every full form it may stand for (Тима: Тимофей, Тимур)
     first_skel: str
+    first_cyr: str               # in Cyrillic, read back from Latin
+    first_spellings: frozenset[str]  # its full forms and their diminutives, in Cyrillic
+    first_known: bool            # a name the diminutives table knows (not a typo)
     last: str
     last_skel: str
     last_phon: str
@@ -121,6 +124,9 @@ class Features:
             first_forms=frozenset(translit.skeleton(f) for f in names.full_forms(
                 person.first_name)),
             first_skel=translit.skeleton(person.first_name),
+            first_cyr=names.cyrillic_form(person.first_name),
+            first_spellings=names.spellings(person.first_name),
+            first_known=names.is_known(person.first_name),
             last=person.last_name, last_skel=translit.skeleton(person.last_name),
             last_phon=translit.phonetic(person.last_name),
             middle_skel=translit.skeleton(person.middle_name),

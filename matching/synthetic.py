@@ -70,6 +70,7 @@ COLUMNS = ["account_id", "product", "person_id", "hard_negative", "last_name", "
            "middle_name", "birth_date", "phone", "email", "passport", "address", "city",
            "created_at", "password_hash"]
 
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _DIMINUTIVES: dict[str, list[str]] = {}
 for _line in TABLE.strip().splitlines():
     _full, _, _rest = _line.partition(":")
@@ -100,6 +101,14 @@ def _female_surname(surname: str) -> str:
         return surname + "а"
     if surname.endswith("ский"):
         return surname[:-2] + "ая"
+    return surname
+
+
+def _male_surname(surname: str) -> str:
+    if surname.endswith(("ова", "ева", "ина", "ына")):
+        return surname[:-1]
+    if surname.endswith("ская"):
+        return surname[:-2] + "ий"
     return surname
 
 
@@ -193,7 +202,8 @@ class Generator:
         if kind == "twins":  # same surname, birth date, patronymic, address, phone
             female = self.rng.random() < 0.5
             b = self._person(female=female, hard_negative=group, last=a.last if a.female == female
-                             else _female_surname(a.last), middle=_patronymic(
+                             else _female_surname(a.last) if female else _male_surname(a.last),
+                             middle=_patronymic(
                                  a.middle[:-4] or "иван", female),
                              born=a.born, phone=a.phone, city=a.city, street=a.street,
                              house=a.house, flat=a.flat)
@@ -261,7 +271,11 @@ class Generator:
                 "birth_date": born_text, "phone": phone, "email": email,
                 "passport": passport, "address": address, "city": city,
                 "created_at": f"20{rng.randint(10, 24)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
-                "password_hash": f"$2b$10${rng.getrandbits(128):032x}"}
+                "password_hash": self._bcrypt_like()}
+
+    def _bcrypt_like(self) -> str:
+        """A string in bcrypt's layout (salt and digest at random: nobody signs in with it)."""
+        return "$2b$10$" + "".join(self.rng.choice(_BCRYPT_ALPHABET) for _ in range(53))
 
     def _typo(self, word: str) -> str:
         if len(word) < 4:

@@ -6,7 +6,13 @@ file of any size is never in memory whole. A row that cannot be read is
 rejected with its line number and reason and never stops the import. Importing
 the same rows again changes nothing: the idp registration is idempotent on
 (product, account ID), and an account whose normalised content is unchanged is
-skipped.
+skipped. A password hash becomes the idp's legacy login under the account's
+phone and email (``LoginService.add_legacy_logins``), in the same transaction
+as the account, so its owner can make it their ecosystem login on first
+sign-in; a hash in no known format rejects its row. The account's names, birth
+date, phone, email and address go to the customer's profile with the product as
+their source (``ProfileService.write_owned``), so a merge's survivorship rules
+build the golden record from them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +41,8 @@ from singleid.errors import (
     SingleIdError,
 )
 from singleid.idp.normalize import IdentifierKind
+from singleid.idp.oidc.service.logins import LegacyLoginInput, LoginService
+from singleid.idp.oidc.service.passwords import MalformedHash, detect_legacy_format
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import AccountInput, IdentifierInput
 from singleid.keyring import Keyring, Sealed
@@ -41,6 +50,7 @@ from singleid.matching import models
 from singleid.matching.normalize import FieldError
 from singleid.matching.record import CONTRACT_COLUMNS, Features, LegacyRow, Person, person_from_row
 from singleid.matching.service import store
+from singleid.profile.service.profiles import ProfileService
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -212,6 +222,8 @@ class ImportService:
         self._db = db
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
+        self._logins = LoginService(db, keyring)
+        self._profiles = ProfileService.configured(db, keyring)
 
     def start(self, product: str, *, on_reject: Callable[[Reject], None] = lambda _r: None,
               create_product: bool = False) -> ImportRun:
@@ -242,6 +254,12 @@ class ImportService:
         except FieldError as exc:
             reject(Reject(line, exc.field, exc.reason, exc.description))
             return None
+        if row.password_hash.strip():
+            try:
+                detect_legacy_format(row.password_hash.strip())
+            except MalformedHash as exc:
+                reject(Reject(line, "password_hash", "MALFORMED_HASH", str(exc)))
+                return None
         account_id = row.account_id.strip()
         key = hashlib.blake2b(account_id.encode(), digest_size=12).digest()
         if key in seen:
@@ -324,6 +342,11 @@ class ImportService:
                 for key in set(store.block_indexes(self._keyring, Features.of(ready.person)))]
         if keys:
             session.execute(insert(models.BlockKey), keys)
+        self._logins.add_legacy_logins(session, [
+            login for _, ready, _ in changed for login in _legacy_logins(product, ready)])
+        for _, ready, customer_id in changed:
+            self._profiles.write_owned(session, customer_id, product, _profile_values(ready),
+                                       source_time=_source_time(ready.row.created_at, now))
 
     def _store_credential(self, session: Session, row: models.LegacyCredential | None,
                           product: str, ready: _Ready, customer_id: str, now: Any) -> None:
@@ -414,6 +437,51 @@ class ImportRun:
             "imported": self.summary.imported, "updated": self.summary.updated,
             "unchanged": self.summary.unchanged, "rejected": self.summary.rejected})
         return self.summary
+
+
+def _profile_values(ready: _Ready) -> dict[str, Any]:
+    """The account as profile attributes; the profile keeps those the product owns.
+
+    Names as the product wrote them (the golden record shows them so); phone,
+    email and birth date normalised. Addresses are taken as Russian, like phones.
+    """
+    row, person = ready.row, ready.person
+    values: dict[str, Any] = {}
+    last, first, middle = (row.last_name.strip(), row.first_name.strip(),
+                           row.middle_name.strip())
+    if last and first:
+        values["full_name"] = {"last": last, "first": first} | (
+            {"patronymic": middle} if middle else {})
+    if person.birth_date:
+        values["birth_date"] = person.birth_date
+    if person.phone:
+        values["phones"] = [person.phone]
+    if person.email:
+        values["emails"] = [person.email]
+    if row.address.strip():
+        values["postal_addresses"] = [{"country": "RU", "line": row.address.strip()} | (
+            {"city": row.city.strip()} if row.city.strip() else {})]
+    return values
+
+
+def _source_time(created_at: str, now: datetime) -> datetime:
+    """When the product recorded the account (``created_at``), else the import's time."""
+    try:
+        when = datetime.fromisoformat(created_at.strip())
+    except ValueError:
+        return now
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return min(when, now)
+
+
+def _legacy_logins(product: str, ready: _Ready) -> list[LegacyLoginInput]:
+    """The account's password hash under its phone and its email: how its owner signs in."""
+    password_hash = ready.row.password_hash.strip()
+    if not password_hash:
+        return []
+    return [LegacyLoginInput(product, ready.account_id, kind, value, password_hash)
+            for kind, value in ((IdentifierKind.PHONE, ready.person.phone),
+                                (IdentifierKind.EMAIL, ready.person.email)) if value]
 
 
 def _identifiers(person: Person) -> tuple[IdentifierInput, ...]:

@@ -79,6 +79,7 @@ class MatchingService:
         self._keyring = keyring
         self._customers = CustomerService(db, keyring)
         self._merges = MergeService(db)
+        self._models = store.ModelCache(keyring)
         settings = settings or MatchSettings()
         self.thresholds = Thresholds(settings.auto_merge_probability,
                                      settings.review_probability)
@@ -227,7 +228,7 @@ class MatchingService:
         """
         with self._db.read() as session:
             me = self._account(session, AccountRef(product, account_id), "account")
-            model = store.load_model(session, self._keyring) or Model.default()
+            model = self._models.latest(session) or Model.default()
             mine = Features.of(me.person)
             keys = store.block_indexes(self._keyring, mine)
             others = list(session.scalars(
@@ -299,7 +300,7 @@ class MatchingService:
             row = self._pair(session, candidate_id)
             left = self._load_one(session, row.account_a)
             right = self._load_one(session, row.account_b)
-            model = store.load_model(session, self._keyring) or Model.default()
+            model = self._models.latest(session) or Model.default()
         scored = model.score(Features.of(left.person), Features.of(right.person))
         base = _candidate(row)
         return CandidateView(
@@ -365,7 +366,7 @@ class MatchingService:
         with self._db.read() as session:
             left = self._account(session, a, "a")
             right = self._account(session, b, "b")
-            model = store.load_model(session, self._keyring) or Model.default()
+            model = self._models.latest(session) or Model.default()
         scored = model.score(Features.of(left.person), Features.of(right.person))
         return Explanation(prior_weight=scored.prior_weight, match_weight=scored.match_weight,
                            probability=scored.probability,

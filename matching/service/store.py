@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from singleid.keyring import Keyring, Sealed
@@ -42,12 +42,35 @@ def replace_block_keys(session: Session, keyring: Keyring, account_pk: int,
 
 
 def load_model(session: Session, keyring: Keyring) -> Model | None:
+    """The latest fitted model; None when there is none or it predates today's comparisons."""
     row = session.scalars(select(models.FittedModel).order_by(
         models.FittedModel.id.desc()).limit(1)).one_or_none()
     if row is None:
         return None
     text = keyring.open_text(Sealed(row.key_id, row.ciphertext), models.MODEL_PURPOSE)
-    return Model.from_dict(json.loads(text))
+    model = Model.from_dict(json.loads(text))
+    return model if model.fits_comparisons() else None
+
+
+class ModelCache:
+    """The latest fitted model, opened once per fit.
+
+    Opening it (decrypt, parse the term-frequency tables) costs more than the
+    rest of an incremental match on a large store; each use reads only the
+    latest row's ID.
+    """
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self._cached: tuple[int, Model | None] | None = None
+
+    def latest(self, session: Session) -> Model | None:
+        latest_id = session.scalar(select(func.max(models.FittedModel.id)))
+        if latest_id is None:
+            return None
+        if self._cached is None or self._cached[0] != latest_id:
+            self._cached = (latest_id, load_model(session, self._keyring))
+        return self._cached[1]
 
 
 def save_model(session: Session, keyring: Keyring, model: Model, now: object) -> None:

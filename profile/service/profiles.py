@@ -9,6 +9,7 @@ never values.
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -54,6 +55,8 @@ from singleid.profile.service.types import (
     UpdateResult,
     etag,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTES_PER_WRITE = 50
 MAX_REASON = 500
@@ -243,6 +246,32 @@ class ProfileService:
                                     expected_version, when))
 
         return self._db.run_write(work)
+
+    def write_owned(self, session: Session, customer_id: str, source: str,
+                    values: Mapping[str, Any], *, source_time: datetime) -> list[str]:
+        """What a source system knows of a customer, inside the caller's transaction.
+
+        For matching's import of a product's legacy accounts: of ``values``, only
+        the attributes ``source`` owns are written, and only valid ones (an
+        invalid value is left out and logged by attribute name; the account is
+        imported all the same). Older values stay, as in :meth:`update`; on a
+        merge the survivorship rules choose among the products. Returns the
+        attributes written.
+        """
+        owned: dict[str, Any] = {}
+        for name, value in values.items():
+            attribute = self.catalogue.attributes.get(name)
+            if attribute is None or source not in attribute.owners:
+                continue
+            try:
+                owned[name] = normalize(attribute, value)
+            except ValueProblem:
+                log.warning("a source's value is not valid for the profile",
+                            extra={"attribute": name, "source_system": source})
+        if not owned:
+            return []
+        return self._apply(session.connection(), customer_id, source, owned, None,
+                           source_time).updated
 
     def _apply(self, connection: Connection, customer_id: str, source: str,
                values: dict[str, Any], expected_version: int | None,

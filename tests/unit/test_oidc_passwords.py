@@ -55,3 +55,16 @@ def test_malformed_legacy_hashes_are_refused(hash_format: LegacyFormat, stored: 
     with pytest.raises(MalformedHash):
         passwords.check_legacy_format(hash_format, stored)
     assert not passwords.verify_legacy(hash_format, stored, "password")
+
+
+@pytest.mark.parametrize("hash_format", list(LegacyFormat))
+def test_a_legacy_hash_tells_its_format(hash_format: LegacyFormat) -> None:
+    stored = passwords.make_legacy_hash(hash_format, "old secret 123")
+    assert passwords.detect_legacy_format(stored) is hash_format
+
+
+@pytest.mark.parametrize("stored", ["", "plain-text-password", "$2b$10$short", "md5$ab$cd",
+                                    "sha256$zz$" + "0" * 64])
+def test_a_hash_in_no_known_layout_is_refused(stored: str) -> None:
+    with pytest.raises(MalformedHash):
+        passwords.detect_legacy_format(stored)

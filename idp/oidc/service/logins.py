@@ -71,6 +71,21 @@ class SignIn:
     product: str = ""
 
 
+_NOT_LOOKED_UP: Any = object()  # _put_legacy looks the stored login up itself
+
+
+@dataclass(frozen=True)
+class LegacyLoginInput:
+    """A product account's old password hash, to become a legacy login."""
+
+    product: str
+    account_id: str
+    kind: IdentifierKind
+    value: str
+    password_hash: str
+    hash_format: LegacyFormat | str = ""  # empty: told by the hash's layout
+
+
 def parse_identifier(raw: str) -> Canonical:
     """A phone or an email, as typed into the one login field."""
     kind = IdentifierKind.EMAIL if "@" in raw else IdentifierKind.PHONE
@@ -261,7 +276,7 @@ class LoginService:
 
     def add_legacy_login(self, product: str, account_id: str, kind: IdentifierKind, value: str,
                          hash_format: LegacyFormat | str, password_hash: str) -> int:
-        """Attach a legacy password hash to an imported product account (for matching's import).
+        """Attach a legacy password hash to an imported product account.
 
         The account must already be registered (``CustomerService.register``);
         ``hash_format`` is one of :class:`LegacyFormat`, whose layouts
@@ -269,48 +284,90 @@ class LoginService:
         (product, account, kind) again replaces the hash, unless the owner has
         already made it their ecosystem login. Returns the legacy login's ID.
         """
-        if kind not in LOGIN_KINDS:
+        item = LegacyLoginInput(product, account_id, kind, value, password_hash, hash_format)
+        checked = self._check_legacy(item)
+        # The account must exist; its customer is resolved again at sign-in (merges move it).
+        self._customers.resolve(Lookup(product_account=(product, account_id)))
+
+        def apply(session: Session) -> int:
+            row = self._put_legacy(session, *checked)
+            if row is None:
+                raise FailedPrecondition("the owner already made this their ecosystem login",
+                                         reason="LEGACY_LOGIN_LINKED", field="account_id")
+            session.flush()
+            return row.id
+
+        return self._db.run_write(apply)
+
+    def add_legacy_logins(self, session: Session, items: list[LegacyLoginInput]) -> int:
+        """Many legacy logins inside the caller's transaction (matching's import).
+
+        The accounts were registered in the same import. Each item is checked as
+        :meth:`add_legacy_login` checks it (``InvalidArgument`` names the field);
+        a login its owner already linked is left as it is. Returns how many
+        were added or replaced.
+        """
+        checked = [self._check_legacy(item) for item in items]
+        if not checked:
+            return 0
+        # One query and one flush for the lot: an import writes them by the thousand.
+        with session.no_autoflush:
+            existing = {(r.product_code, r.account_id, r.kind): r for r in session.scalars(
+                select(models.LegacyLogin).where(
+                    models.LegacyLogin.product_code.in_({i.product for i, _, _ in checked}),
+                    models.LegacyLogin.account_id.in_({i.account_id for i, _, _ in checked})))}
+            added = sum(self._put_legacy(session, item, fmt, index, existing.get(
+                (item.product, item.account_id, item.kind.value))) is not None
+                        for item, fmt, index in checked)
+        session.flush()
+        return added
+
+    def _check_legacy(self, item: LegacyLoginInput
+                      ) -> tuple[LegacyLoginInput, LegacyFormat, bytes]:
+        if item.kind not in LOGIN_KINDS:
             raise InvalidArgument("a legacy login is a phone or an email", field="kind")
         try:
-            fmt = LegacyFormat(hash_format)
+            fmt = (LegacyFormat(item.hash_format) if item.hash_format
+                   else passwords.detect_legacy_format(item.password_hash))
         except ValueError:
             raise InvalidArgument(f"one of {', '.join(LegacyFormat)}",
                                   field="hash_format") from None
         try:
-            passwords.check_legacy_format(fmt, password_hash)
+            passwords.check_legacy_format(fmt, item.password_hash)
         except passwords.MalformedHash as exc:
             raise InvalidArgument(str(exc), field="password_hash",
                                   reason="MALFORMED_HASH") from None
         try:
-            canonical = normalize(kind, value)
+            canonical = normalize(item.kind, item.value)
         except NormalizationError as exc:
             raise InvalidArgument(exc.description, field="value", reason=exc.reason) from None
-        # The account must exist; its customer is resolved again at sign-in (merges move it).
-        self._customers.resolve(Lookup(product_account=(product, account_id)))
-        index = blind_index(self._keyring, canonical)
+        return item, fmt, blind_index(self._keyring, canonical)
 
-        def apply(session: Session) -> int:
+    @staticmethod
+    def _put_legacy(session: Session, item: LegacyLoginInput, fmt: LegacyFormat,
+                    index: bytes, row: Any = _NOT_LOOKED_UP) -> models.LegacyLogin | None:
+        """Insert or replace; None when the owner already linked it (it stays as it is).
+
+        ``row``: the stored login or None, when a bulk query already looked.
+        """
+        if row is _NOT_LOOKED_UP:
             row = session.scalars(select(models.LegacyLogin).where(
-                models.LegacyLogin.product_code == product,
-                models.LegacyLogin.account_id == account_id,
-                models.LegacyLogin.kind == kind.value)).one_or_none()
-            if row is not None and row.consented_at is not None:
-                raise FailedPrecondition("the owner already made this their ecosystem login",
-                                         reason="LEGACY_LOGIN_LINKED", field="account_id")
-            if row is None:
-                row = models.LegacyLogin(product_code=product, account_id=account_id,
-                                         kind=kind.value, failed_attempts=0,
-                                         created_at=utcnow())
-                session.add(row)
-            row.blind_index, row.hash_format, row.password_hash = index, fmt.value, password_hash
-            session.flush()
-            events.emit(session, type="login.legacy_added.v1", source=EVENT_SOURCE,
-                        subject=f"products/{product}/accounts/{account_id}",
-                        data={"product": product, "account_id": account_id,
-                              "kind": kind.value, "hash_format": fmt.value})
-            return row.id
-
-        return self._db.run_write(apply)
+                models.LegacyLogin.product_code == item.product,
+                models.LegacyLogin.account_id == item.account_id,
+                models.LegacyLogin.kind == item.kind.value)).one_or_none()
+        if row is not None and row.consented_at is not None:
+            return None
+        if row is None:
+            row = models.LegacyLogin(product_code=item.product, account_id=item.account_id,
+                                     kind=item.kind.value, failed_attempts=0,
+                                     created_at=utcnow())
+            session.add(row)
+        row.blind_index, row.hash_format, row.password_hash = index, fmt.value, item.password_hash
+        events.emit(session, type="login.legacy_added.v1", source=EVENT_SOURCE,
+                    subject=f"products/{item.product}/accounts/{item.account_id}",
+                    data={"product": item.product, "account_id": item.account_id,
+                          "kind": item.kind.value, "hash_format": fmt.value})
+        return row  # type: ignore[no-any-return]
 
     def _pending_link(self, legacy_id: int, password: str) -> str:
         token = secrets.token_urlsafe(32)

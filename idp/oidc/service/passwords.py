@@ -93,6 +93,27 @@ def check_legacy_format(hash_format: LegacyFormat, stored: str) -> None:
             raise MalformedHash("salted_sha256: salt and digest must be hex") from None
 
 
+def detect_legacy_format(stored: str) -> LegacyFormat:
+    """The format a legacy hash is written in, by its layout; :class:`MalformedHash` if none.
+
+    bcrypt starts ``$2a$``/``$2b$``/``$2y$``; PBKDF2 ``pbkdf2_sha256$`` or
+    ``pbkdf2_sha512$``; salted SHA-256 ``sha256$``.
+    """
+    if stored.startswith("$2"):
+        hash_format = LegacyFormat.BCRYPT
+    elif stored.startswith(f"{LegacyFormat.PBKDF2_SHA256}$"):
+        hash_format = LegacyFormat.PBKDF2_SHA256
+    elif stored.startswith(f"{LegacyFormat.PBKDF2_SHA512}$"):
+        hash_format = LegacyFormat.PBKDF2_SHA512
+    elif stored.startswith("sha256$"):
+        hash_format = LegacyFormat.SALTED_SHA256
+    else:
+        raise MalformedHash("not a known legacy format: bcrypt ($2b$...), "
+                            "pbkdf2_sha256$..., pbkdf2_sha512$... or sha256$<salt>$<digest>")
+    check_legacy_format(hash_format, stored)
+    return hash_format
+
+
 def verify_legacy(hash_format: LegacyFormat, stored: str, password: str) -> bool:
     try:
         check_legacy_format(hash_format, stored)

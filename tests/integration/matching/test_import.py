@@ -10,6 +10,8 @@ from sqlalchemy import select, text
 from singleid.db import Database
 from singleid.errors import FailedPrecondition, InvalidArgument
 from singleid.idp.normalize import IdentifierKind
+from singleid.idp.oidc.service.logins import LoginService
+from singleid.idp.oidc.service.passwords import LegacyFormat, make_legacy_hash
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import Lookup
 from singleid.keyring import Keyring
@@ -17,11 +19,12 @@ from singleid.matching import models
 from singleid.matching.service import ImportService, Reject
 from singleid.matching.service.importer import load_mapping, read_file, read_text_csv
 
+OLD_HASH = make_legacy_hash(LegacyFormat.BCRYPT, "old secret 123")
 HEADER = ("account_id,last_name,first_name,middle_name,birth_date,phone,email,passport,"
           "address,city,created_at,password_hash\n")
 GOOD = (HEADER
         + "c-1,Петрова,Анна,Сергеевна,05.03.1985,8 916 123-45-67,anna@mail.ru,4509 123456,"
-          '"г. Москва, ул. Ленина, д. 5",Москва,2015-01-01,$2b$10$abcdefghijklmnopqrstuv\n'
+          '"г. Москва, ул. Ленина, д. 5",Москва,2015-01-01,' + OLD_HASH + "\n"
         + "c-2,Сидоров,Пётр,,1970-01-01,+7 903 765-43-21,,,,Казань,,\n")
 
 
@@ -129,13 +132,18 @@ def test_password_hashes_are_sealed_and_handed_to_legacy_logins(db: Database, ke
                                                                 cards: str) -> None:
     importer = ImportService(db, keyring)
     importer.import_rows(cards, read_text_csv(GOOD))
-    assert importer.legacy_password_hash(cards, "c-1") == "$2b$10$abcdefghijklmnopqrstuv"
+    assert importer.legacy_password_hash(cards, "c-1") == OLD_HASH
     assert importer.legacy_password_hash(cards, "c-2") is None
+    # A legacy login under the phone and under the email, none for c-2 (no hash).
+    logins = LoginService(db, keyring)
+    assert sorted(kind for kind, consented, _ in logins.legacy_state(cards, "c-1")
+                  if consented is None) == ["email", "phone"]
+    assert logins.legacy_state(cards, "c-2") == []
     with db.read() as session:
         stored = session.scalars(select(models.LegacyCredential.hash_ciphertext)).all()
         people = session.scalars(select(models.LegacyAccount.person_ciphertext)).all()
         assert len(stored) == 1
-        assert b"abcdefghijklmnopqrstuv" not in stored[0]
+        assert OLD_HASH[7:].encode() not in stored[0]
         assert not any("петрова".encode() in p or b"4509123456" in p for p in people)
         # No plaintext anywhere in the matching tables.
         dump = session.execute(text("SELECT * FROM matching_accounts")).all()
@@ -147,3 +155,16 @@ def test_an_over_long_line_is_rejected_alone(db: Database, keyring: Keyring, car
     summary = ImportService(db, keyring).import_rows(cards, read_text_csv(rows))
     assert summary.imported == 1
     assert [(r.line, r.reason) for r in summary.rejects] == [(2, "LINE_TOO_LONG")]
+
+
+def test_a_password_hash_in_no_known_format_rejects_its_row(db: Database, keyring: Keyring,
+                                                           cards: str) -> None:
+    rejects: list[Reject] = []
+    broken = GOOD.replace(OLD_HASH, "$2b$10$too-short")
+    summary = ImportService(db, keyring).import_rows(cards, read_text_csv(broken),
+                                                     on_reject=rejects.append)
+    assert (summary.imported, summary.rejected) == (1, 1)
+    assert (rejects[0].line, rejects[0].field, rejects[0].reason) == (
+        2, "password_hash", "MALFORMED_HASH")
+    assert "too-short" not in rejects[0].description  # a secret's remains stay out
+    assert LoginService(db, keyring).legacy_state(cards, "c-1") == []

@@ -18,6 +18,7 @@ from singleid.matching.service import ImportService, MatchingService
 from singleid.matching.service.importer import Parsed
 from singleid.matching.service.types import AccountRef, Decision
 from singleid.matching.synthetic import Generator
+from singleid.profile.service.profiles import ProfileService
 
 ANNA = dict(last_name="Петрова", first_name="Анна", middle_name="Сергеевна",
             birth_date="05.03.1985", phone="8 916 123-45-67", email="anna@mail.ru",
@@ -67,9 +68,9 @@ def test_batch_merges_a_person_and_keeps_look_alikes_apart(store: Store) -> None
 def test_review_decisions_merge_or_are_remembered(store: Store, db: Database) -> None:
     importer, matcher, customers = store
     importer.import_rows("cards", rows({"account_id": "c-1", **ANNA}))
-    # Same name and date, no shared identifier: review, never automatic.
+    # Same name and date, nothing else to go on: review, never automatic.
     importer.import_rows("loans", rows({"account_id": "l-1", **ANNA, "phone": "",
-                                        "email": "", "city": "Москва"}))
+                                        "email": "", "city": ""}))
     importer.import_rows("loyalty", rows({"account_id": "y-1", **ANNA, "phone": "",
                                           "email": "", "city": "Казань"}))
     matcher.run_batch()
@@ -187,3 +188,39 @@ def test_generated_accounts_merge_without_a_wrong_merge(store: Store, db: Databa
         survivor = resolve(customers, product, account_id)
         owners.setdefault(survivor, set()).add(person_of[(product, account_id)])
     assert all(len(persons) == 1 for persons in owners.values()), "a wrong merge"
+
+
+def test_golden_record_from_the_products_accounts(store: Store, db: Database,
+                                                  keyring: Keyring) -> None:
+    importer, matcher, customers = store
+    profiles = ProfileService.configured(db, keyring)
+    importer.import_rows("loyalty", rows({"account_id": "y-1", **ANNA,
+                                          "created_at": "2020-01-01"}))
+    importer.import_rows("cards", rows({"account_id": "c-1", **ANNA, "email": "",
+                                        "address": "г. Москва, ул. Ленина, д. 5",
+                                        "created_at": "2015-01-01"}))
+    importer.import_rows("loans", rows({"account_id": "l-1", **ANNA, "first_name": "Аня",
+                                        "phone": "", "created_at": "2021-06-01"}))
+    cards = resolve(customers, "cards", "c-1")
+    before = {a.name: a for a in profiles.get(cards).attributes}
+    assert before["full_name"].value == {"last": "Петрова", "first": "Анна",
+                                         "patronymic": "Сергеевна"}
+    assert (before["birth_date"].value, before["birth_date"].source) == ("1985-03-05", "cards")
+    assert before["postal_addresses"].value[0]["line"] == "г. Москва, ул. Ленина, д. 5"
+    # loyalty owns none of these attributes: its account gave the profile nothing.
+    assert profiles.get(resolve(customers, "loyalty", "y-1")).attributes == []
+    matcher.run_batch()
+    survivor = resolve(customers, "loans", "l-1")
+    assert survivor == resolve(customers, "cards", "c-1") == resolve(customers, "loyalty", "y-1")
+    golden = {a.name: a for a in profiles.get(survivor).attributes}
+    # Survivorship: cards is trusted above loans, whatever is newer.
+    assert (golden["full_name"].source, golden["full_name"].value["first"]) == ("cards", "Анна")
+    assert golden["phones"].value == ["+79161234567"]
+    assert (golden["emails"].source, golden["emails"].value) == ("loans", ["anna@mail.ru"])
+    assert golden["postal_addresses"].source == "cards"
+    # Un-merge: the cards customer gets its own values back, and the survivor loses them.
+    matcher.unmerge(cards, operator="op-ivanova", reason="two people after all")
+    assert resolve(customers, "cards", "c-1") == cards != survivor
+    restored = {a.name: a for a in profiles.get(cards).attributes}
+    assert restored["full_name"].source == "cards"
+    assert "postal_addresses" not in {a.name for a in profiles.get(survivor).attributes}

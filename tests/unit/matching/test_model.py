@@ -67,9 +67,12 @@ def test_married_surname_is_a_disagreement_that_other_fields_outweigh() -> None:
 
 @pytest.mark.parametrize(("change", "rule"), [
     ({"passport": "4510 654321"}, "PASSPORTS_DIFFER"),
-    ({"birth_date": "17.08.1991"}, "BIRTH_DATES_FAR"),
-    ({"first_name": "Мария"}, "FIRST_NAMES_DIFFER"),
+    ({"birth_date": "17.08.1991", "passport": ""}, "BIRTH_DATES_FAR"),
+    ({"first_name": "Мария", "passport": ""}, "FIRST_NAMES_DIFFER"),
     ({"middle_name": "Сергеевич", "first_name": "Саша"}, "GENDERS_DIFFER"),
+    ({"phone": "", "email": "", "passport": "", "address": "", "city": "Казань"},
+     "IDENTIFIERS_DIFFER"),
+    ({"middle_name": "Игоревна", "passport": ""}, "PATRONYMICS_DIFFER"),
 ])
 def test_hard_rules_cap_a_pair_at_review(change: dict[str, str], rule: str) -> None:
     scored = model.Model.default().score(features(**ANNA), features(**{**ANNA, **change}))
@@ -82,7 +85,63 @@ def test_names_and_a_date_alone_never_merge_namesakes() -> None:
     a = features(**bare, city="Москва")
     b = features(**bare, city="Казань")
     scored = model.Model.default().score(a, b)
-    assert "NO_SHARED_IDENTIFIER" in scored.hard_rules
+    assert "IDENTIFIERS_DIFFER" in scored.hard_rules
+    # Nothing but names and a date, nothing against them: still not enough.
+    assert "NO_SHARED_IDENTIFIER" in model.Model.default().score(
+        features(**bare), features(**bare)).hard_rules
+
+
+def test_names_a_date_and_the_same_city_merge_without_identifiers() -> None:
+    bare = {k: ANNA[k] for k in ("last_name", "first_name", "middle_name", "birth_date")}
+    a = features(**bare, city="Москва")
+    b = features(**bare, address="г. Москва, ул. Ленина, д. 5, кв. 1")  # the city in the address
+    assert levels(a, b)["city"] == "exact"
+    assert model.Model.default().score(a, b).hard_rules == ()
+
+
+@pytest.mark.parametrize(("one", "other", "level"), [
+    ("Игорь", "Иогрь", "one_edit_from_a_spelling"),     # a swapped pair of letters
+    ("Зинаида", "Зиа", "one_edit_from_a_spelling"),      # a typo in Зина, her short form
+    ("Борис", "Бояр", "one_edit_from_a_spelling"),       # Боря, mistyped
+    ("Игорь", "Олег", "else"),
+    ("Галина", "Валя", "else"),                          # Галя and Валя: two known names
+])
+def test_a_typo_in_a_name_or_its_short_form_is_not_another_name(one: str, other: str,
+                                                                 level: str) -> None:
+    a, b = features(last_name="Орлов", first_name=one), features(last_name="Орлов",
+                                                                  first_name=other)
+    assert levels(a, b)["first_name"] == level
+    assert ("FIRST_NAMES_DIFFER" in model.Model.default().score(a, b).hard_rules) == (
+        level == "else")
+
+
+def test_first_and_last_name_written_the_other_way_round() -> None:
+    a = features(last_name="Петрова", first_name="Анна")
+    b = features(last_name="Анна", first_name="Петрова")
+    assert levels(a, b)["first_name"] == "diminutive_or_translit"
+    assert levels(a, b)["last_name"] == "translit"
+
+
+def test_a_passport_one_typo_off_is_shared_and_swapped_names_share_a_block() -> None:
+    bare = {k: ANNA[k] for k in ("last_name", "first_name", "birth_date", "city")}
+    a = features(**bare, passport="4509 123456", address="ул. Ленина, д. 5")
+    b = features(**bare, passport="4509 123465", address="ул. Мира, д. 40")
+    assert levels(a, b)["passport"] == "one_digit_typo"
+    assert model.Model.default().score(a, b).hard_rules == ()
+    swapped = features(last_name="Анна", first_name="Петрова", birth_date="05.03.1985")
+    assert set(model.blocking_keys(features(**bare))) & set(model.blocking_keys(swapped))
+
+
+def test_one_passport_overrides_a_mistyped_name_or_date_but_not_a_twin() -> None:
+    m = model.Model.default()
+    typo = m.score(features(**ANNA), features(**{**ANNA, "first_name": "Мария"}))
+    assert "FIRST_NAMES_DIFFER" not in typo.hard_rules
+    far = m.score(features(**ANNA), features(**{**ANNA, "birth_date": "17.08.1991"}))
+    assert "BIRTH_DATES_FAR" not in far.hard_rules
+    # Twins: one birth date, one phone and address, their own passports.
+    twin = m.score(features(**ANNA), features(**{**ANNA, "first_name": "Мария",
+                                                 "passport": "4509 654321"}))
+    assert {"FIRST_NAMES_DIFFER", "PASSPORTS_DIFFER"} <= set(twin.hard_rules)
 
 
 def test_a_common_value_weighs_less_than_a_rare_one() -> None:
@@ -110,16 +169,41 @@ def test_evidence_holds_levels_and_weights_but_no_personal_values() -> None:
 
 
 def test_clusters_do_not_chain_through_a_conflict() -> None:
-    # 0~1 and 1~2 are confident, but 0 and 2 conflict (say, twins): 2 must not join.
+    # 0~1, 1~2 and 2~3 are confident, but 0 and 3 conflict (say, twins): 3 must not join.
     scored = model.Model.default().score(features(**ANNA), features(**ANNA))
     decisions = [PairDecision(0, 1, scored, "auto_merge"), PairDecision(1, 2, scored,
-                                                                         "auto_merge")]
+                                                                         "auto_merge"),
+                 PairDecision(2, 3, scored, "auto_merge")]
+    clusters, demoted = model.cluster(4, decisions, conflict=lambda x, y: {x, y} == {0, 3})
+    assert clusters == [[0, 1, 2]]
+    assert [(d.i, d.j, d.action) for d in demoted] == [(2, 3, "review")]
+    clusters, demoted = model.cluster(4, decisions, conflict=lambda x, y: False)
+    assert clusters == [[0, 1, 2, 3]]
+    assert demoted == []
+
+
+def test_a_record_like_two_conflicting_records_joins_neither() -> None:
+    # 1 is a sparse account that matches namesakes 0 and 2, who conflict.
+    scored = model.Model.default().score(features(**ANNA), features(**ANNA))
+    decisions = [PairDecision(0, 1, scored, "auto_merge"), PairDecision(1, 2, scored,
+                                                                         "auto_merge"),
+                 PairDecision(3, 4, scored, "auto_merge")]
+    clusters, demoted = model.cluster(5, decisions, conflict=lambda x, y: {x, y} == {0, 2})
+    assert clusters == [[3, 4]]
+    assert sorted((d.i, d.j) for d in demoted) == [(0, 1), (1, 2)]
+
+
+def test_a_far_likelier_partner_is_not_ambiguous() -> None:
+    m = model.Model.default()
+    strong = m.score(features(**ANNA), features(**ANNA))
+    weak = m.score(features(**{**ANNA, "email": "", "passport": ""}),
+                   features(**{**ANNA, "phone": "", "passport": "", "address": ""}))
+    assert strong.match_weight - weak.match_weight > model.AMBIGUITY_MARGIN
+    decisions = [PairDecision(0, 1, strong, "auto_merge"), PairDecision(1, 2, weak,
+                                                                        "auto_merge")]
     clusters, demoted = model.cluster(3, decisions, conflict=lambda x, y: {x, y} == {0, 2})
     assert clusters == [[0, 1]]
-    assert [(d.i, d.j, d.action) for d in demoted] == [(1, 2, "review")]
-    clusters, demoted = model.cluster(3, decisions, conflict=lambda x, y: False)
-    assert clusters == [[0, 1, 2]]
-    assert demoted == []
+    assert [(d.i, d.j) for d in demoted] == [(1, 2)]
 
 
 def test_em_learns_that_agreement_is_likelier_among_matches() -> None:
