@@ -33,7 +33,9 @@ EXPECTED = {
     "app developer": re.compile(r"/authorize\?response_type=code&client_id=shop-web&.*"
                                 r"code_challenge_method=S256"),
     "IVR integrator": re.compile(r"^DECISION_ACCEPT llr \d+\.\d replay False$", re.MULTILINE),
-    "operator": re.compile(r"^http://[0-9.:]+/staff/login\?next=/review$", re.MULTILINE),
+    "operator": re.compile(r'"auto_merges": 0, "review": 1, .*'
+                           r"^http://[0-9.:]+/staff/login\?next=/review$",
+                           re.MULTILINE | re.DOTALL),
     "administrator": re.compile(r"^[3-9] signing keys published$", re.MULTILINE),
 }
 

@@ -78,7 +78,7 @@ CARDS_CSV = CSV_HEADER + (
     "c-2,Иванов,Сергей,Петрович,12.07.1979,8 903 111-22-33,,Казань\n")
 LOANS_CSV = CSV_HEADER + (
     "l-1,Petrova,Anya,,1985-03-05,+79161234567,,\n"
-    "l-2,Иванов,Сергей,Петрович,12.07.1979,,,Казань\n")
+    "l-2,Иванов,Сергей,Петрович,12.07.1979,,,\n")  # name and birth date only: uncertain
 
 
 @dataclass(frozen=True)
