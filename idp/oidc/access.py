@@ -134,8 +134,7 @@ class TokenAuthenticator:
             _write_private(path, json.dumps(saved))
         access.provision_admin(self._context.db, DEV_CLIENT_ID, saved["client_secret"])
         if os.environ.get(WORKER_ENV, "0") == "0":
-            print(_dev_help(settings.effective_issuer, settings.grpc_addr,
-                            saved["client_secret"], path), flush=True)
+            print(_dev_help(settings.effective_issuer, settings.grpc_addr, path), flush=True)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -148,11 +147,14 @@ def _write_private(path: Path, text: str) -> None:
 _PRINT_TOKEN = "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"  # noqa: S105
 
 
-def _dev_help(issuer: str, grpc_addr: str, secret: str, path: Path) -> str:
+def _dev_help(issuer: str, grpc_addr: str, path: Path) -> str:
+    """How to get a token; the secret stays in its file, out of the console and its logs."""
+    read_secret = f"'import json; print(json.load(open(\"{path}\"))[\"client_secret\"])'"
     return (
         f"development client {DEV_CLIENT_ID!r} (every scope: {' '.join(API_SCOPES)}); "
         f"its secret is in {path}. Get a token and call:\n"
-        f"  TOKEN=$(curl -s -u {DEV_CLIENT_ID}:{secret} -d grant_type=client_credentials "
+        f"  SECRET=$(python3 -c {read_secret})\n"
+        f"  TOKEN=$(curl -s -u \"{DEV_CLIENT_ID}:$SECRET\" -d grant_type=client_credentials "
         f"{issuer}/token | python3 -c {_PRINT_TOKEN})\n"
         f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {grpc_addr} "
         "singleid.v1.AdminService/ListProducts")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,14 +41,27 @@ def singleid(*args: str, env: dict[str, str]) -> dict[str, Any]:
     return parsed
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_the_embedded_default_prints_a_development_client_that_works(e2e: E2E) -> None:
-    server = e2e.start(env={"SINGLEID_BOOTSTRAP_CLIENT": ""})
+    http_addr = f"127.0.0.1:{free_port()}"  # a real port, so the printed issuer is reachable
+    server = e2e.start(env={"SINGLEID_BOOTSTRAP_CLIENT": "", "SINGLEID_HTTP_ADDR": http_addr})
     output = "".join(server.output)
     assert "development client 'singleid-dev'" in output
     assert 'grpcurl -plaintext -H "authorization: Bearer $TOKEN"' in output
     saved = e2e.root / "data" / "dev-client.json"
     assert saved.stat().st_mode & 0o777 == 0o600
     secret = json.loads(saved.read_text())["client_secret"]
+    assert secret not in output
+    printed = [line.strip() for line in server.output
+               if line.strip().startswith(("SECRET=", "TOKEN="))]
+    token = subprocess.run(["bash", "-euc", "\n".join([*printed, 'echo "$TOKEN"'])],
+                           capture_output=True, text=True, timeout=30, check=True).stdout
+    assert token.startswith("eyJ"), token  # the printed commands get a JWT access token
     auth = ClientCredentials("singleid-dev", secret,
                              token_endpoint=f"http://{server.http_addr}/token")
     with CustomersClient(server.grpc_addr, auth=auth) as client:
