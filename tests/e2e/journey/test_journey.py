@@ -41,6 +41,7 @@ import pytest
 from sqlalchemy import make_url
 
 from singleid.clients import CustomersClient, ProfileClient
+from singleid.clients.auth import ClientCredentials
 from singleid.clients.customers import identifier
 from singleid.clients.profile import attribute_values
 from singleid.clients.voiceprint import VoiceprintClient
@@ -107,6 +108,13 @@ class Journey:
                                 check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
+
+    def service_client(self, client_id: str, *options: str) -> ClientCredentials:
+        """A confidential client added by the administrator's CLI; its credentials."""
+        added = json.loads(self.cli("oidc", "client", "add", "--client-id", client_id,
+                                    "--grant-type", "client_credentials", *options))
+        return ClientCredentials(client_id, added["client_secret"],
+                                 token_endpoint=f"http://{self.server.http_addr}/token")
 
     def customers(self) -> CustomersClient:
         return CustomersClient(channel=self.channel)
@@ -377,17 +385,30 @@ def _telephone(path: Path) -> bytes:
 
 
 def test_5_the_call_center_resolves_verifies_and_rejects(journey: Journey) -> None:
-    with journey.customers() as customers:
+    ivr = journey.service_client("ivr", "--scope", "voiceprint.verify")
+    desk = journey.service_client(  # the operator's card: personal data only for a verified call
+        "contact-center", "--scope", "customers.read", "--scope", "profile.read",
+        "--sensitivity", "personal", "--verified-call-only")
+    target = journey.server.grpc_addr
+    with CustomersClient(target, auth=desk) as customers, \
+            ProfileClient(target, auth=desk) as card, VoiceprintClient(target, auth=ivr) as voice:
         customer_id = customers.resolve_by_identifier(PHONE, seed.ANNA_PHONE).customer_id
-    speaker = voxforge(seed.VOICE_SPEAKER)
-    with journey.voice() as voice:
+        before = card.get_profile(customer_id)
+        assert "preferred_name" not in attribute_values(before)  # no name before the voice
+        assert "preferred_name" in before.withheld_attributes
+        speaker = voxforge(seed.VOICE_SPEAKER)
         caller = voice.verify_stream(customer_id, "call-1", _telephone(speaker[3]), PCM16, 8000)
         assert caller.decision == ACCEPT, caller
-        with journey.profiles() as profiles:  # only now does the operator see the profile
-            assert attribute_values(profiles.get_profile(customer_id))["preferred_name"] == "Аня"
+        verified = card.get_profile(customer_id, verified_call_proof=caller.verified_call_proof,
+                                    call_id="call-1")
+        assert attribute_values(verified)["preferred_name"] == "Аня"  # only now
+        other_call = card.get_profile(customer_id, call_id="call-9",
+                                      verified_call_proof=caller.verified_call_proof)
+        assert "preferred_name" not in attribute_values(other_call)
         other = voice.verify_stream(customer_id, "call-2",
                                     _telephone(voxforge(OTHER_SPEAKER)[0]), PCM16, 8000)
         assert other.decision == REJECT, other
+        assert not other.verified_call_proof
         replay = voice.verify_stream(customer_id, "call-3", _telephone(speaker[0]), PCM16, 8000)
         assert replay.replay_detected, replay
         assert replay.decision == REJECT
