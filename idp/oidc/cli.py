@@ -165,15 +165,21 @@ def login() -> None:
 @login.command("add")
 @click.option("--phone", default="")
 @click.option("--email", default="")
-@click.option("--name", required=True, help="How to address the person.")
-def login_add(phone: str, email: str, name: str) -> None:
-    """Create a customer with a login; the password is read from stdin. Prints the central ID."""
+@click.option("--name", default="", help="How to address the person (a new customer).")
+@click.option("--customer-id", default="",
+              help="Give this existing customer the login instead of creating one.")
+def login_add(phone: str, email: str, name: str, customer_id: str) -> None:
+    """Create a customer with a login, or give an existing one a login; the password is read
+    from stdin. Prints the central ID."""
     if bool(phone) == bool(email):
         raise click.UsageError("give exactly one of --phone and --email")
+    if bool(name) == bool(customer_id):
+        raise click.UsageError("give --name for a new customer, or --customer-id")
     password = sys.stdin.readline().rstrip("\r\n")
     with app_context() as context:
-        customer_id = LoginService(context.db, context.keyring).register(
-            phone or email, password, name)
+        logins = LoginService(context.db, context.keyring)
+        customer_id = (logins.add_login(customer_id, phone or email, password) if customer_id
+                       else logins.register(phone or email, password, name))
     echo_json({"customer_id": customer_id})
 
 

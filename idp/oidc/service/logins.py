@@ -37,7 +37,7 @@ from singleid.idp.oidc.service import passwords
 from singleid.idp.oidc.service.passwords import LegacyFormat
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.records import blind_index
-from singleid.idp.service.types import IdentifierInput, Lookup
+from singleid.idp.service.types import CustomerState, IdentifierInput, Lookup
 from singleid.keyring import Keyring
 
 ECOSYSTEM_PRODUCT = "singleid"
@@ -128,6 +128,22 @@ class LoginService:
             display_name=name)
         self._create_login(registration.customer_id, canonical, index, password_hash)
         return registration.customer_id
+
+    def add_login(self, customer_id: str, identifier: str, password: str) -> str:
+        """Give an existing customer (say, one a messenger bot registered) an ecosystem login."""
+        canonical = parse_identifier(identifier)
+        _check_password(password)
+        customer = self._customers.get(customer_id)
+        if customer.state != CustomerState.ACTIVE:
+            raise FailedPrecondition("merged into another customer; give the survivor's ID",
+                                     field="customer_id", reason="CUSTOMER_MERGED")
+        index = blind_index(self._keyring, canonical)
+        with self._db.read() as session:
+            if self._login(session, canonical.kind, index) is not None:
+                raise AlreadyExists("this login exists", reason="LOGIN_EXISTS",
+                                    field=canonical.kind.value)
+        self._create_login(customer_id, canonical, index, passwords.hash_password(password))
+        return customer_id
 
     def _create_login(self, customer_id: str, canonical: Canonical, index: bytes,
                       password_hash: str, session: Session | None = None) -> models.Login:

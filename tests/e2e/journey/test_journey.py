@@ -73,6 +73,8 @@ PCM16 = voiceprint_pb2.AUDIO_ENCODING_PCM16LE
 ACCEPT = voiceprint_pb2.VerifyResponse.DECISION_ACCEPT
 REJECT = voiceprint_pb2.VerifyResponse.DECISION_REJECT
 OTHER_SPEAKER = "Blenderkitty"
+LYOSHA_PHONE = "+7 926 818-18-18"
+LYOSHA_PASSWORD = "telegram first, password later"
 CSV_HEADER = "account_id,last_name,first_name,middle_name,birth_date,phone,passport,city\n"
 CARDS_CSV = CSV_HEADER + (
     "c-1,Петрова,Анна,Сергеевна,05.03.1985,8 916 123-45-67,4509 123456,Москва\n"
@@ -319,22 +321,32 @@ def _operator_signs_in(journey: Journey, page: Any, review: str) -> None:
 # -- 2. a new registration --------------------------------------------------------------
 
 def test_2_a_messenger_registration_gets_its_central_id_at_once(journey: Journey) -> None:
-    started = time.monotonic()
-    with journey.customers() as customers:
+    bot = journey.service_client("messenger-bot", "--scope", "customers.read", "--scope",
+                                 "customers.write", "--product", "messenger")
+    with CustomersClient(journey.server.grpc_addr, auth=bot) as customers:
+        started = time.monotonic()
         registration = customers.register_customer(
             "messenger", "tg-chat-81", display_name="Лёша",
             identifiers=[identifier(TELEGRAM, "81818181", verified=True)])
-    assert time.monotonic() - started < 1.0
-    assert len(registration.customer_id) == 26
-    with journey.customers() as customers:
+        assert time.monotonic() - started < 1.0
+        assert len(registration.customer_id) == 26
         assert customers.resolve_by_identifier(
             TELEGRAM, "81818181").customer_id == registration.customer_id
+    journey.made["lyosha"] = registration.customer_id
 
 
 # -- 3. sign-in --------------------------------------------------------------------------
 
 def test_3_sign_in_to_the_sample_app_and_a_legacy_login_opts_in(journey: Journey,
                                                                 chromium: Any) -> None:
+    # The messenger's customer sets a password in the bot, which gives them a login.
+    journey.cli("login", "add", "--customer-id", journey.made["lyosha"], "--phone",
+                LYOSHA_PHONE, stdin=LYOSHA_PASSWORD + "\n")
+    page = sign_in(chromium, journey.cabinet.url, LYOSHA_PHONE, LYOSHA_PASSWORD)
+    page.wait_for_url(journey.cabinet.url + "/")
+    assert page.locator("#name").inner_text() == "Лёша"
+    page.context.close()
+
     page = sign_in(chromium, journey.cabinet.url, seed.ANNA_PHONE, seed.ANNA_PASSWORD)
     page.wait_for_url(journey.cabinet.url + "/")
     assert page.locator("#name").inner_text() == "Аня"
