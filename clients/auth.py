@@ -15,12 +15,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from base64 import b64encode
 from typing import Any, Protocol
 
-import grpc
-
 from singleid import errors
+from singleid.bearer import fetch_client_credentials
 
 REFRESH_MARGIN_SECONDS = 60.0
 
@@ -74,24 +72,13 @@ class ClientCredentials:
             discovery = _get_json(f"{self._issuer}/.well-known/openid-configuration",
                                   self._timeout)
             self._endpoint = str(discovery["token_endpoint"])
-        form = {"grant_type": "client_credentials", **({"scope": self._scope}
-                                                       if self._scope else {})}
-        basic = b64encode(f"{_quote(self._client_id)}:{_quote(self._secret)}".encode()).decode()
-        request = urllib.request.Request(  # noqa: S310 - the configured issuer
-            self._endpoint, data=urllib.parse.urlencode(form).encode(),
-            headers={"Authorization": f"Basic {basic}", "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                body = json.load(response)
+            return fetch_client_credentials(self._endpoint, self._client_id, self._secret,
+                                            scope=self._scope, timeout=self._timeout)
         except urllib.error.HTTPError as exc:  # a wrong secret, a disabled or deleted client
             raise errors.Unauthenticated(
                 f"the token endpoint refused client {self._client_id!r}: HTTP {exc.code}",
                 reason="CLIENT_CREDENTIALS_REFUSED", field="client_id") from None
-        return str(body["access_token"]), time.time() + float(body.get("expires_in", 300))
-
-
-def _quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")  # RFC 6749 §2.3.1: form-encoded, then Basic
 
 
 def _get_json(url: str, timeout: float) -> dict[str, Any]:
@@ -117,29 +104,3 @@ def from_env() -> TokenSource | None:
 
 def source_of(auth: TokenSource | str | None) -> TokenSource | None:
     return FixedToken(auth) if isinstance(auth, str) else auth
-
-
-class BearerInterceptor(grpc.UnaryUnaryClientInterceptor,
-                        grpc.UnaryStreamClientInterceptor,
-                        grpc.StreamUnaryClientInterceptor,
-                        grpc.StreamStreamClientInterceptor):
-    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
-
-    def __init__(self, source: TokenSource) -> None:
-        self._source = source
-
-    def _details(self, details: Any) -> Any:
-        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._source.token()}")]
-        return details._replace(metadata=metadata)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)

@@ -13,7 +13,8 @@ import grpc
 from grpc_status import rpc_status as grpc_rpc_status
 
 from singleid import errors, rpc_status
-from singleid.clients.auth import BearerInterceptor, TokenSource, from_env, source_of
+from singleid.bearer import BearerInterceptor
+from singleid.clients.auth import TokenSource, from_env, source_of
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -45,7 +46,7 @@ class BaseClient:
                        else grpc.insecure_channel(target))
             self._auth = source_of(auth) or from_env()
             if self._auth is not None:
-                channel = grpc.intercept_channel(channel, BearerInterceptor(self._auth))
+                channel = grpc.intercept_channel(channel, BearerInterceptor(self._auth.token))
         self.channel = channel
         self.timeout = timeout
         self.attempts = attempts

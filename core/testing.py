@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import secrets
@@ -12,14 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from singleid.bearer import BearerInterceptor, fetch_client_credentials
 
 _LISTENING = re.compile(r"singleid listening: grpc=(\S+) http=https?://(\S+)")
 START_TIMEOUT_SECONDS = 60.0
@@ -67,7 +65,8 @@ class ServerProcess:
         """An access token of the bootstrap client, fetched from the token endpoint, kept
         until a minute before it expires."""
         if self._token is None or self._token[1] < time.time() + 60:
-            self._token = fetch_token(f"http://{self.http_addr}/token", *self.credentials)
+            self._token = fetch_client_credentials(f"http://{self.http_addr}/token",
+                                                   *self.credentials)
         return self._token[0]
 
     @property
@@ -109,42 +108,3 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-
-
-def fetch_token(token_endpoint: str, client_id: str, secret: str, scope: str = ""
-                ) -> tuple[str, float]:
-    """A client-credentials access token and when it expires (epoch seconds)."""
-    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
-    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    request = urllib.request.Request(  # noqa: S310 - our own server's URL
-        token_endpoint, data=urllib.parse.urlencode(form).encode(),
-        headers={"Authorization": f"Basic {basic}"})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        body = json.load(response)
-    return body["access_token"], time.time() + float(body.get("expires_in", 3600))
-
-
-class BearerInterceptor(grpc.UnaryUnaryClientInterceptor,
-                        grpc.UnaryStreamClientInterceptor,
-                        grpc.StreamUnaryClientInterceptor,
-                        grpc.StreamStreamClientInterceptor):
-    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
-
-    def __init__(self, token: Any) -> None:
-        self._token = token
-
-    def _details(self, details: Any) -> Any:
-        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._token()}")]
-        return details._replace(metadata=metadata)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from singleid.bearer import fetch_client_credentials
 from singleid.clients import CustomersClient
 from singleid.clients.auth import ClientCredentials
 from singleid.errors import FailedPrecondition, NotFound, Unauthenticated
-from singleid.testing import fetch_token
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import E2E
@@ -185,7 +185,8 @@ def test_a_key_rotated_out_of_the_jwks_is_refused(e2e: E2E) -> None:
         singleid("oidc", "keys", "rotate", env=env)
     with CustomersClient(server.grpc_addr, auth=old, attempts=1) as client:
         e2e.wait_until(lambda: _key_retired(client), 5, "the old key to be refused")
-    fresh = fetch_token(f"http://{server.http_addr}/token", *server.credentials)[0]
+    fresh = fetch_client_credentials(f"http://{server.http_addr}/token",
+                                     *server.credentials)[0]
     with CustomersClient(server.grpc_addr, auth=fresh, attempts=1) as client:
         assert not _refused(client)
 

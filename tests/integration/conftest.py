@@ -23,8 +23,9 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
+from singleid.bearer import fetch_client_credentials
 from singleid.clients import CustomersClient, ProfileClient
-from singleid.testing import ServerProcess, fetch_token
+from singleid.testing import ServerProcess
 from singleid.v1 import oidc_pb2, oidc_pb2_grpc
 
 PG_URL = os.environ.get("SINGLEID_TEST_PG_URL",
@@ -153,7 +154,8 @@ class Callers:
                 timeout=CLIENT_TIMEOUT_SECONDS)
 
     def token(self, client_id: str, secret: str, scope: str = "") -> str:
-        return fetch_token(f"http://{self.server.http_addr}/token", client_id, secret, scope)[0]
+        return fetch_client_credentials(f"http://{self.server.http_addr}/token", client_id,
+                                        secret, scope=scope)[0]
 
     def customers(self, token: str) -> CustomersClient:
         return CustomersClient(self.server.grpc_addr, timeout=CLIENT_TIMEOUT_SECONDS, auth=token,
