@@ -68,32 +68,29 @@ def own_product(requested: str, field_name: str = "product") -> str:
 
     An empty ``requested`` means the caller's bound product.
     """
-    caller = current()
-    if caller is None or caller.unbound_admin:
-        return requested
-    if caller.product is None:
-        raise PermissionDenied(f"client {caller.client_id!r} is bound to no product",
-                               reason="CLIENT_NOT_BOUND_TO_PRODUCT", field=field_name)
-    if requested and requested != caller.product:
-        raise PermissionDenied(
-            f"client {caller.client_id!r} acts for product {caller.product!r} only",
-            reason="ANOTHER_PRODUCT", field=field_name)
-    return caller.product
+    return _own("product", "acts for product", requested, field_name)
 
 
 def own_source(requested: str, field_name: str = "source") -> str:
     """The profile source to write as: the caller's own; another one is PERMISSION_DENIED."""
+    return _own("source", "writes as source", requested, field_name)
+
+
+def _own(binding: str, acts: str, requested: str, field_name: str) -> str:
+    """The caller's bound ``binding`` (product or source), checked against ``requested``."""
     caller = current()
     if caller is None or caller.unbound_admin:
         return requested
-    if caller.source is None:
-        raise PermissionDenied(f"client {caller.client_id!r} is bound to no profile source",
-                               reason="CLIENT_NOT_BOUND_TO_SOURCE", field=field_name)
-    if requested and requested != caller.source:
-        raise PermissionDenied(
-            f"client {caller.client_id!r} writes as source {caller.source!r} only",
-            reason="ANOTHER_SOURCE", field=field_name)
-    return caller.source
+    bound: str | None = getattr(caller, binding)
+    what = "profile source" if binding == "source" else binding
+    if bound is None:
+        raise PermissionDenied(f"client {caller.client_id!r} is bound to no {what}",
+                               reason=f"CLIENT_NOT_BOUND_TO_{binding.upper()}",
+                               field=field_name)
+    if requested and requested != bound:
+        raise PermissionDenied(f"client {caller.client_id!r} {acts} {bound!r} only",
+                               reason=f"ANOTHER_{binding.upper()}", field=field_name)
+    return bound
 
 
 def visible_products() -> str | None:

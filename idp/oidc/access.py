@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ def authenticator(context: AppContext) -> TokenAuthenticator:
     return TokenAuthenticator(context)
 
 
+@functools.cache
 def required_scope(method: str) -> str | None:
     """The ``(singleid.v1.scope)`` of ``/package.Service/Method``; None if none is declared."""
     service, _, name = method.lstrip("/").partition("/")
@@ -59,7 +61,6 @@ class TokenAuthenticator:
         self._verifier = access.AccessTokenVerifier(context.settings.effective_issuer)
         self._snapshot: access.Snapshot | None = None
         self._reload_lock = asyncio.Lock()
-        self._scopes: dict[str, str | None] = {}
 
     async def start(self) -> None:
         settings = self._context.settings
@@ -100,9 +101,7 @@ class TokenAuthenticator:
         return caller
 
     def required_scope(self, method: str) -> str | None:
-        if method not in self._scopes:
-            self._scopes[method] = required_scope(method)
-        return self._scopes[method]
+        return required_scope(method)
 
     def mutates(self, method: str) -> bool:
         """Reads need a ``*.read`` scope; every other method changes something (a voice

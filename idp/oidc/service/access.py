@@ -118,6 +118,7 @@ class NeedsRefresh(Exception):
 class _Verified:
     kid: str
     claims: dict[str, Any]
+    scopes: frozenset[str]  # parsed once per token, not per call
 
 
 class AccessTokenVerifier:
@@ -146,7 +147,7 @@ class AccessTokenVerifier:
         if client.disabled:
             raise _refused(f"client {client.client_id!r} is disabled", "CLIENT_DISABLED")
         return Caller(client_id=client.client_id, subject=claims["sub"],
-                      scopes=frozenset(claims["scope"].split()), product=client.product,
+                      scopes=verified.scopes, product=client.product,
                       source=client.source, sensitivity=client.sensitivity,
                       needs_verified_call=client.verified_call_only, peer=peer)
 
@@ -182,7 +183,7 @@ class AccessTokenVerifier:
             raise _refused("the token lacks exp, jti, client_id, sub or scope", "TOKEN_MALFORMED")
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        verified = _Verified(kid, claims)
+        verified = _Verified(kid, claims, frozenset(claims["scope"].split()))
         self._verified[token] = verified
         return verified
 
