@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Protocol
 
 from singleid import errors
-from singleid.bearer import fetch_client_credentials
-
-REFRESH_MARGIN_SECONDS = 60.0
+from singleid.bearer import CachedToken, fetch_client_credentials
 
 
 class TokenSource(Protocol):
@@ -54,18 +50,13 @@ class ClientCredentials:
         self._endpoint = token_endpoint
         self._scope = scope
         self._timeout = timeout
-        self._lock = threading.Lock()
-        self._current: tuple[str, float] | None = None
+        self._cached = CachedToken(self._fetch)
 
     def token(self) -> str:
-        with self._lock:
-            if self._current is None or self._current[1] - REFRESH_MARGIN_SECONDS < time.time():
-                self._current = self._fetch()
-            return self._current[0]
+        return self._cached.token()
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._current = None
+        self._cached.invalidate()
 
     def _fetch(self) -> tuple[str, float]:
         if not self._endpoint:

@@ -52,12 +52,13 @@ STATUS_NAMES = frozenset({
     "UNAUTHENTICATED",
 })
 MAX_PEER = 200
-MAX_ATTRIBUTES = 200
+MAXATTRIBUTES = 200
 EXPORT_BATCH = 1000
 _ACTOR = re.compile(r"(client|operator):[A-Za-z0-9._@-]{1,128}")
 _ACTION = re.compile(r"[A-Za-z0-9_./:-]{1,200}")
-_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_.]{0,99}")
+# What an entry may name as a customer ID and as attributes (identifiers, never values).
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ATTRIBUTE = re.compile(r"[a-z][a-z0-9_.]{0,99}")
 _SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -213,11 +214,11 @@ def _checked(entry: AuditEntry) -> AuditEntry:
         problems.append(FieldViolation("outcome", "OK or a gRPC status code name"))
     if not entry.peer or len(entry.peer) > MAX_PEER or not entry.peer.isprintable():
         problems.append(FieldViolation("peer", f"1 to {MAX_PEER} printable characters"))
-    if entry.customer_id is not None and not _CUSTOMER_ID.fullmatch(entry.customer_id):
+    if entry.customer_id is not None and not CUSTOMER_ID.fullmatch(entry.customer_id):
         problems.append(FieldViolation("customer_id", "a customer ID, not a value"))
-    if len(entry.attributes) > MAX_ATTRIBUTES or not all(
-            _ATTRIBUTE.fullmatch(a) for a in entry.attributes):
-        problems.append(FieldViolation("attributes", f"at most {MAX_ATTRIBUTES} attribute "
+    if len(entry.attributes) > MAXATTRIBUTES or not all(
+            ATTRIBUTE.fullmatch(a) for a in entry.attributes):
+        problems.append(FieldViolation("attributes", f"at most {MAXATTRIBUTES} attribute "
                                                      "names (a-z 0-9 _ .), never values"))
     if problems:
         raise InvalidArgument.of(problems, reason="BAD_AUDIT_ENTRY")

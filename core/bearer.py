@@ -7,6 +7,7 @@ Shared by the typed clients (``singleid.clients``) and the test harness
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 
 DEFAULT_EXPIRES_IN_SECONDS = 300.0
+REFRESH_MARGIN_SECONDS = 60.0
 
 
 def fetch_client_credentials(token_endpoint: str, client_id: str, secret: str, *,
@@ -38,6 +40,25 @@ def fetch_client_credentials(token_endpoint: str, client_id: str, secret: str, *
 
 def _quote(value: str) -> str:
     return urllib.parse.quote(value, safe="")  # RFC 6749 §2.3.1: form-encoded, then Basic
+
+
+class CachedToken:
+    """A token from ``fetch`` (token, expires at), fetched again a minute before it expires."""
+
+    def __init__(self, fetch: Callable[[], tuple[str, float]]) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._current: tuple[str, float] | None = None
+
+    def token(self) -> str:
+        with self._lock:
+            if self._current is None or self._current[1] - REFRESH_MARGIN_SECONDS < time.time():
+                self._current = self._fetch()
+            return self._current[0]
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._current = None
 
 
 class BearerInterceptor(grpc.UnaryUnaryClientInterceptor,

@@ -197,11 +197,16 @@ def _development_ring(data_dir: Path) -> tuple[KeyMaterial, Path]:
 
 
 def write_keyring_file(path: Path, material: KeyMaterial) -> None:
-    """Write atomically with owner-only permissions."""
+    write_secret_file(path, material.to_json())
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Write a file that holds a secret: atomically, with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(material.to_json())
+        out.write(text)
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(path)

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from singleid.bearer import BearerInterceptor, fetch_client_credentials
+from singleid.bearer import BearerInterceptor, CachedToken, fetch_client_credentials
 
 _LISTENING = re.compile(r"singleid listening: grpc=(\S+) http=https?://(\S+)")
 START_TIMEOUT_SECONDS = 60.0
@@ -39,7 +39,7 @@ class ServerProcess:
     # An unbound administrator client with every scope (SINGLEID_BOOTSTRAP_CLIENT).
     credentials: tuple[str, str] = field(
         default_factory=lambda: (BOOTSTRAP_CLIENT_ID, secrets.token_urlsafe(24)))
-    _token: tuple[str, float] | None = field(default=None, repr=False)
+    _token: CachedToken | None = field(default=None, repr=False)
 
     def start(self) -> ServerProcess:
         env = {**os.environ, "SINGLEID_DATA_DIR": str(self.data_dir),
@@ -64,10 +64,11 @@ class ServerProcess:
     def token(self) -> str:
         """An access token of the bootstrap client, fetched from the token endpoint, kept
         until a minute before it expires."""
-        if self._token is None or self._token[1] < time.time() + 60:
-            self._token = fetch_client_credentials(f"http://{self.http_addr}/token",
-                                                   *self.credentials)
-        return self._token[0]
+        if self._token is None:
+            endpoint = f"http://{self.http_addr}/token"
+            self._token = CachedToken(
+                lambda: fetch_client_credentials(endpoint, *self.credentials))
+        return self._token.token()
 
     @property
     def metadata(self) -> list[tuple[str, str]]:

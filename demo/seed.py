@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from singleid.idp.oidc.service.logins import LoginService
 from singleid.idp.oidc.service.passwords import LegacyFormat, make_legacy_hash
 from singleid.idp.service import CustomerService, ProductService
 from singleid.idp.service.types import IdentifierInput, Lookup
+from singleid.keyring import write_secret_file
 from singleid.profile.catalogue import Catalogue
 from singleid.profile.service import ConsentService, ProfileService
 from singleid.server.context import AppContext
@@ -110,10 +110,10 @@ class Seeder:
             self.seeded.client_secret_known = path.exists()
             return
         assert created.client_secret is not None
-        _write_private(path, {"client_id": created.client_id,
-                              "client_secret": created.client_secret,
-                              "redirect_uri": redirect_uri,
-                              "issuer": self._context.settings.effective_issuer})
+        write_secret_file(path, json.dumps({
+            "client_id": created.client_id, "client_secret": created.client_secret,
+            "redirect_uri": redirect_uri, "issuer": self._context.settings.effective_issuer},
+            indent=2))
         self.seeded.client_secret_known = True
         self._created(f"OIDC client {CABINET_CLIENT_ID}")
 
@@ -203,11 +203,3 @@ class Seeder:
                        idempotency_key=f"{KEY_PREFIX}-anna-voice")
         self._created(f"Anna's voiceprint ({VOICE_SPEAKER})")
         return f"Anna's voiceprint enrolled ({VOICE_SPEAKER})"
-
-
-def _write_private(path: Path, value: dict[str, str]) -> None:
-    """Owner-only: it holds a client secret."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(value, file, indent=2)

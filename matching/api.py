@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from singleid import caller as callers
 from singleid.errors import InvalidArgument
@@ -21,6 +19,7 @@ from singleid.matching.service.types import (
     FieldEvidence,
     SideBySide,
 )
+from singleid.prototime import timestamp
 from singleid.server.context import AppContext
 from singleid.v1 import matching_pb2, matching_pb2_grpc
 
@@ -169,14 +168,6 @@ def _candidate_id(name: str) -> int:
     return int(value)
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _field(view: FieldEvidence) -> matching_pb2.FieldEvidence:
     return matching_pb2.FieldEvidence(comparison=view.comparison, level=view.level,
                                       weight=view.weight, left_value=view.left,
@@ -198,4 +189,4 @@ def _candidate(view: CandidateView) -> matching_pb2.Candidate:
         probability=view.probability, match_weight=view.match_weight,
         hard_rules=view.hard_rules, left=_side(view.left), right=_side(view.right),
         fields=[_field(f) for f in view.fields], operator=view.operator,
-        decide_time=_timestamp(view.decided_at), merge_id=view.merge_id)
+        decide_time=timestamp(view.decided_at), merge_id=view.merge_id)

@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from singleid import caller as callers
 from singleid import callproof
 from singleid.errors import InvalidArgument
+from singleid.prototime import timestamp
 from singleid.server.context import AppContext
 from singleid.v1 import voiceprint_pb2, voiceprint_pb2_grpc
 from singleid.voiceprint import audio
@@ -251,18 +251,12 @@ async def _read_verify_stream(
 
 # -- conversions -------------------------------------------------------------------
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _voiceprint(view: VoiceprintView) -> voiceprint_pb2.Voiceprint:
     return voiceprint_pb2.Voiceprint(
         name=f"customers/{view.customer_id}/voiceprint", customer_id=view.customer_id,
         model_id=view.model_id, model_version=view.model_version,
         utterance_count=view.utterance_count, net_speech_seconds=view.net_speech_seconds,
-        create_time=_timestamp(view.created_at), update_time=_timestamp(view.updated_at))
+        create_time=timestamp(view.created_at), update_time=timestamp(view.updated_at))
 
 
 def _verify_response(result: VerifyResult) -> voiceprint_pb2.VerifyResponse:
@@ -281,4 +275,4 @@ def _verify_response(result: VerifyResult) -> voiceprint_pb2.VerifyResponse:
 def _watchlist_entry(view: WatchlistEntryView) -> voiceprint_pb2.WatchlistEntry:
     return voiceprint_pb2.WatchlistEntry(name=f"{WATCHLIST_PREFIX}{view.entry_id}",
                                          label=view.label, model_id=view.model_id,
-                                         create_time=_timestamp(view.created_at))
+                                         create_time=timestamp(view.created_at))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from typing import Any, Protocol
@@ -28,9 +27,6 @@ from singleid.server.context import AppContext
 log = logging.getLogger(__name__)
 
 BEARER = "bearer "
-# What the audit trail accepts as a customer ID and as attribute names (core/audit.py).
-_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_.]{0,99}")
 
 
 class Authenticator(Protocol):
@@ -108,7 +104,7 @@ class CallAudit:
     async def record(self, method: str, caller: Caller, outcome: str) -> None:
         names = caller.touched.get("attributes", ())
         attributes = tuple(name for name in names if isinstance(name, str)
-                           and _ATTRIBUTE.fullmatch(name)) if isinstance(names, tuple) else ()
+                           and audit.ATTRIBUTE.fullmatch(name)) if isinstance(names, tuple) else ()
         if not (attributes or self._authenticator.mutates(method)):
             return
         customer_id = caller.touched.get("customer_id")
@@ -116,7 +112,7 @@ class CallAudit:
             actor=f"client:{caller.client_id}", action=method, outcome=outcome,
             peer=caller.peer or "unknown",
             customer_id=customer_id if isinstance(customer_id, str)
-            and _CUSTOMER_ID.fullmatch(customer_id) else None,
+            and audit.CUSTOMER_ID.fullmatch(customer_id) else None,
             attributes=attributes)
         try:
             await self._appender.append(entry)

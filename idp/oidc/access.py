@@ -26,6 +26,7 @@ from singleid.errors import Unauthenticated
 from singleid.idp.oidc.service import access
 from singleid.idp.oidc.service.clients import API_SCOPES, ClientService
 from singleid.idp.oidc.service.keys import SigningKeys
+from singleid.keyring import write_secret_file
 from singleid.server.context import AppContext
 from singleid.settings import WORKER_ENV
 from singleid.v1 import auth_pb2
@@ -130,17 +131,10 @@ class TokenAuthenticator:
         saved = json.loads(path.read_text()) if path.exists() else None
         if saved is None or clients.find(DEV_CLIENT_ID, cached=False) is None:
             saved = {"client_id": DEV_CLIENT_ID, "client_secret": secrets.token_urlsafe(32)}
-            _write_private(path, json.dumps(saved))
+            write_secret_file(path, json.dumps(saved))
         access.provision_admin(self._context.db, DEV_CLIENT_ID, saved["client_secret"])
         if os.environ.get(WORKER_ENV, "0") == "0":
             print(_dev_help(settings.effective_issuer, settings.grpc_addr, path), flush=True)
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
 
 
 _PRINT_TOKEN = "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"  # noqa: S105
