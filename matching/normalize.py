@@ -84,6 +84,8 @@ _MONTHS: Final = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
     "sep": 9, "oct": 10, "nov": 11, "dec": 12,
 }
+# Longest stem first, so that "ма" (May) does not take "март".
+_MONTH_STEMS: Final = sorted(_MONTHS.items(), key=lambda kv: -len(kv[0]))
 _ISO = re.compile(r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?:[t ].*)?")
 _DMY = re.compile(r"(\d{1,2})[-./ ](\d{1,2})[-./ ](\d{4}|\d{2})")
 _COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
@@ -112,7 +114,7 @@ def birth_date(raw: str, *, today: date | None = None, field: str = "birth_date"
     elif m := _WORDS.fullmatch(text):
         day, year = int(m[1]), int(m[3])
         word = m[2].replace("ё", "е")
-        month = next((n for stem, n in sorted(_MONTHS.items(), key=lambda kv: -len(kv[0]))
+        month = next((n for stem, n in _MONTH_STEMS
                       if word.startswith(stem)), 0)
     else:
         raise FieldError(field, "INVALID_DATE", "not a date (try YYYY-MM-DD or DD.MM.YYYY)")

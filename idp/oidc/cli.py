@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
+from singleid.caller import SENSITIVITIES
 from singleid.clitools import app_context, echo_json
 from singleid.idp.normalize import IdentifierKind
 from singleid.idp.oidc.service.clients import (
     GRANT_TYPES,
     SCOPES,
-    SENSITIVITIES,
     ClientService,
     OidcClient,
 )

@@ -6,7 +6,6 @@ CPU-bound and thread-safe; the API runs it in the context's bounded pool.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +42,6 @@ class VoiceEngine:
         self.table = table or self._load_table()
         self.operating_point = self._point(settings.operating_point)
         self.watchlist_point = self._raw_point(settings.watchlist_operating_point)
-        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from singleid import events
+from singleid.caller import SENSITIVITIES
 from singleid.db import Database, utcnow
 from singleid.errors import AlreadyExists, NotFound, Violations
 from singleid.idp.oidc import models
@@ -33,7 +34,6 @@ API_SCOPES = ("customers.read", "customers.write", "customers.merge", "profile.r
               "profile.write", "profile.erase", "voiceprint.enroll", "voiceprint.verify",
               "matching.review", "admin")
 SCOPES = OIDC_SCOPES + API_SCOPES
-SENSITIVITIES = ("ordinary", "personal", "special")
 BINDING = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("RS256", "ES256")

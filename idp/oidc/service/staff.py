@@ -16,7 +16,6 @@ Each step appends an audit record, actor ``operator:<login>``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -35,6 +34,7 @@ from singleid.db import Database, utcnow
 from singleid.errors import AlreadyExists, InvalidArgument, NotFound
 from singleid.idp.oidc import models
 from singleid.idp.oidc.service import passwords
+from singleid.idp.oidc.service.clients import digest
 from singleid.idp.oidc.service.logins import LOCKOUT, MAX_ACCOUNT_FAILURES
 from singleid.idp.oidc.service.sessions import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, TOUCH_INTERVAL
 from singleid.keyring import Keyring, Sealed
@@ -91,10 +91,6 @@ class StepResult:
     step: Step
     cookie: str = ""
     session: StaffSessionView | None = None
-
-
-def _digest(cookie: str) -> bytes:
-    return hashlib.sha256(cookie.encode()).digest()
 
 
 class StaffService:
@@ -205,7 +201,7 @@ class StaffService:
             found = session.execute(
                 select(models.StaffSession, models.Staff.disabled_at)
                 .join(models.Staff, models.Staff.login == models.StaffSession.login)
-                .where(models.StaffSession.digest == _digest(cookie))).one_or_none()
+                .where(models.StaffSession.digest == digest(cookie))).one_or_none()
         if found is None:
             return None
         row, disabled_at = found
@@ -225,7 +221,7 @@ class StaffService:
         if cookie:
             with self._db.write() as session:
                 session.execute(update(models.StaffSession)
-                                .where(models.StaffSession.digest == _digest(cookie),
+                                .where(models.StaffSession.digest == digest(cookie),
                                        models.StaffSession.ended_at.is_(None))
                                 .values(ended_at=utcnow()))
 
@@ -246,7 +242,7 @@ class StaffService:
             staff = session.get(models.Staff, login)
             assert staff is not None
             staff.failed_attempts = 0
-            session.add(models.StaffSession(digest=_digest(cookie), sid=sid, login=login,
+            session.add(models.StaffSession(digest=digest(cookie), sid=sid, login=login,
                                             role=staff.role, amr=list(amr), created_at=now,
                                             last_seen_at=now))
             audit.append_in(session, AuditEntry(f"operator:{login}", action, audit.OK, peer))
